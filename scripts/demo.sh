@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The main job on the local stack (which `make demo` has brought up).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$CLICKSTREAM_HOME"
+python scripts/demo.py --dag-id clickstream_smoke

@@ -1,0 +1,40 @@
+# shellcheck shell=bash
+# The environment every Make target, script and test runs in. Source it; it prints nothing.
+# Ports and locations are overridable from the caller's environment.
+
+CLICKSTREAM_HOME="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CLICKSTREAM_HOME
+export CLICKSTREAM_VENV="${CLICKSTREAM_VENV:-$CLICKSTREAM_HOME/.venv}"
+export CLICKSTREAM_DEPS="${CLICKSTREAM_DEPS:-$CLICKSTREAM_HOME/.deps}"
+export CLICKSTREAM_STATE="${CLICKSTREAM_STATE:-$CLICKSTREAM_HOME/.state}"
+export CLICKSTREAM_PYTHON="${CLICKSTREAM_PYTHON:-python3.11}"
+
+# Local stack ports (the seed's where it names them).
+export CLICKSTREAM_KAFKA_PORT="${CLICKSTREAM_KAFKA_PORT:-9092}"
+export CLICKSTREAM_KAFKA_CONTROLLER_PORT="${CLICKSTREAM_KAFKA_CONTROLLER_PORT:-9097}"
+export CLICKSTREAM_REDIS_PORT="${CLICKSTREAM_REDIS_PORT:-6379}"
+export CLICKSTREAM_AIRFLOW_PORT="${CLICKSTREAM_AIRFLOW_PORT:-8080}"
+export CLICKSTREAM_ADMIN_PASSWORD="${CLICKSTREAM_ADMIN_PASSWORD:-admin}"
+
+# Jars resolved by Maven from include/jars/*/pom.xml.
+export CLICKSTREAM_KAFKA_LIBS="$CLICKSTREAM_DEPS/kafka-broker"
+export CLICKSTREAM_SPARK_JARS_DIR="$CLICKSTREAM_DEPS/spark-kafka"
+
+# The full pyspark in the venv is Spark itself.
+_site="$(ls -d "$CLICKSTREAM_VENV"/lib/python3*/site-packages 2>/dev/null | head -n 1)"
+if [ -n "$_site" ]; then
+  export SPARK_HOME="$_site/pyspark"
+fi
+unset _site
+export PYSPARK_PYTHON="$CLICKSTREAM_VENV/bin/python"
+export PYSPARK_DRIVER_PYTHON="$CLICKSTREAM_VENV/bin/python"
+export PATH="$CLICKSTREAM_VENV/bin:$PATH"
+
+# Airflow: committed overrides in airflow_home/, runtime files in the state folder.
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$CLICKSTREAM_STATE/airflow}"
+export AIRFLOW_CONFIG="${AIRFLOW_CONFIG:-$CLICKSTREAM_HOME/airflow_home/airflow.cfg}"
+
+# Connections of the local stack, as Airflow reads them from the environment.
+export AIRFLOW_CONN_KAFKA_DEFAULT="${AIRFLOW_CONN_KAFKA_DEFAULT:-{\"conn_type\": \"kafka\", \"extra\": {\"bootstrap.servers\": \"127.0.0.1:$CLICKSTREAM_KAFKA_PORT\", \"group.id\": \"clickstream\"\}\}}"
+export AIRFLOW_CONN_REDIS_DEFAULT="${AIRFLOW_CONN_REDIS_DEFAULT:-redis://127.0.0.1:$CLICKSTREAM_REDIS_PORT/0}"
+export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"local[*]\", \"extra\": {\"deploy-mode\": \"client\"\}\}}"

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs everything the project needs into git-ignored folders. Idempotent: each step is
+# skipped when a stamp holding the hash of its inputs says it is already done.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$CLICKSTREAM_HOME"
+
+log() { printf '[setup] %s\n' "$*"; }
+stamp_dir="$CLICKSTREAM_DEPS/stamps"
+mkdir -p "$stamp_dir"
+
+# done_before NAME FILE... : true when the stamp NAME matches the hash of FILE...
+inputs_hash() { cat "$@" | sha256sum | cut -d' ' -f1; }
+done_before() { local name=$1; shift; [ -f "$stamp_dir/$name" ] && [ "$(cat "$stamp_dir/$name")" = "$(inputs_hash "$@")" ]; }
+mark_done() { local name=$1; shift; inputs_hash "$@" > "$stamp_dir/$name"; }
+
+# 1. System packages (Debian): Java for Kafka and Spark, Maven for the jars, Redis.
+need_apt=()
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || { echo "[setup] missing ${need_apt[*]} and no apt-get: install them yourself" >&2; exit 1; }
+  log "installing Debian packages: ${need_apt[*]}"
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# 2. Python: a venv with the pinned closure, then the full pyspark over pyspark-client.
+py_inputs=(requirements/lock.txt requirements/pyspark.txt pyproject.toml)
+if [ ! -x "$CLICKSTREAM_VENV/bin/python" ]; then
+  log "creating the venv with $CLICKSTREAM_PYTHON"
+  "$CLICKSTREAM_PYTHON" -m venv "$CLICKSTREAM_VENV"
+fi
+if ! done_before python "${py_inputs[@]}"; then
+  [ -x "$CLICKSTREAM_VENV/bin/uv" ] || "$CLICKSTREAM_VENV/bin/pip" install -q uv==0.13.9
+  uv() { "$CLICKSTREAM_VENV/bin/uv" "$@"; }
+  log "installing Python dependencies (requirements/lock.txt)"
+  uv pip install -q --python "$CLICKSTREAM_VENV/bin/python" -r requirements/lock.txt
+  log "installing the full pyspark over pyspark-client (requirements/pyspark.txt)"
+  uv pip install -q --python "$CLICKSTREAM_VENV/bin/python" --reinstall-package pyspark -r requirements/pyspark.txt
+  log "installing this package (editable)"
+  uv pip install -q --python "$CLICKSTREAM_VENV/bin/python" --no-deps -e .
+  mark_done python "${py_inputs[@]}"
+fi
+source scripts/env.sh  # SPARK_HOME exists now
+
+# 3. Jars from Maven Central, resolved from the manifests under include/jars/.
+copy_jars() {  # copy_jars MANIFEST_DIR OUTPUT_DIR
+  local manifest=$1 out=$2
+  if ! done_before "jars-$(basename "$manifest")" "$manifest/pom.xml"; then
+    log "resolving jars from $manifest/pom.xml"
+    rm -rf "$out.tmp"
+    if ! mvn -B -q -Dstyle.color=never -f "$manifest/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$out.tmp" > "$CLICKSTREAM_DEPS/mvn.log" 2>&1; then
+      tail -n 30 "$CLICKSTREAM_DEPS/mvn.log" >&2
+      echo "[setup] Maven could not resolve $manifest/pom.xml (full log: $CLICKSTREAM_DEPS/mvn.log)" >&2
+      exit 1
+    fi
+    rm -rf "$out" && mv "$out.tmp" "$out"
+    mark_done "jars-$(basename "$manifest")" "$manifest/pom.xml"
+  fi
+}
+copy_jars include/jars/kafka-broker "$CLICKSTREAM_KAFKA_LIBS"
+copy_jars include/jars/spark-kafka "$CLICKSTREAM_SPARK_JARS_DIR"
+
+log "ready: venv $CLICKSTREAM_VENV, Spark $SPARK_HOME, jars in $CLICKSTREAM_DEPS"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the whole suite. Tests start the services they need (Kafka, Redis, Spark) themselves.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$CLICKSTREAM_HOME"
+ruff check plugins dags include scripts tests bench
+set +e
+python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "[test] pytest collected no tests: that is a failure here" >&2
+  exit 1
+fi
+exit "$status"

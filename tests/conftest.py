@@ -1,0 +1,137 @@
+"""Session-wide test environment and the real services the tests talk to.
+
+Airflow reads its configuration when first imported, so the environment is fixed here, at
+import time: every test run gets its own AIRFLOW_HOME and SQLite metadata DB, never the local
+stack's. Kafka and Redis run as real processes on free loopback ports, not the `make up` ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="clickstream-tests-"))
+os.environ.setdefault("CLICKSTREAM_HOME", str(REPO))
+os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
+os.environ["AIRFLOW_CONFIG"] = str(REPO / "airflow_home" / "airflow.cfg")
+os.environ.setdefault("CLICKSTREAM_AIRFLOW_PORT", "8080")
+(_SESSION_DIR / "airflow" / "plugins").mkdir(parents=True)
+# Connections come from the fixtures below, never from the caller's environment.
+for _name in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
+    del os.environ[_name]
+
+import local_stack  # noqa: E402  (needs the environment above)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(session_dir: Path) -> Iterator[local_stack.KafkaBroker]:
+    """A real single-node KRaft broker for the whole session."""
+    broker = local_stack.KafkaBroker(session_dir / "kafka", local_stack.free_port(), local_stack.free_port())
+    broker.prepare()
+    with local_stack.running("kafka", broker.command(), broker.healthy, session_dir / "logs/kafka.log", timeout=90):
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def redis_server(session_dir: Path) -> Iterator[local_stack.RedisServer]:
+    server = local_stack.RedisServer(session_dir / "redis", local_stack.free_port(), persistent=False)
+    server.prepare()
+    with local_stack.running("redis", server.command(), server.healthy, session_dir / "logs/redis.log", timeout=30):
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: local_stack.RedisServer):
+    """A client on an emptied database: each test starts from nothing."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def topic_factory(kafka_broker: local_stack.KafkaBroker):
+    """Creates uniquely named topics and deletes them afterwards."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    created: list[str] = []
+
+    def create(prefix: str = "test", partitions: int = 3) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(30)
+        created.append(name)
+        return name
+
+    yield create
+    if created:
+        for future in admin.delete_topics(created).values():
+            future.result(30)
+
+
+@pytest.fixture(scope="session")
+def spark(session_dir: Path):
+    """A local Spark session with the Kafka connector from the jars `make setup` resolved."""
+    from pyspark.sql import SparkSession
+
+    jars_dir = Path(os.environ.get("CLICKSTREAM_SPARK_JARS_DIR", REPO / ".deps/spark-kafka"))
+    jars = sorted(str(p) for p in jars_dir.glob("*.jar"))
+    if not jars:
+        pytest.fail(f"no Spark Kafka connector jars in {jars_dir}: run `make setup`")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("clickstream-tests")
+        .config("spark.jars", ",".join(jars))
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
+        .config("spark.local.dir", str(session_dir / "spark-local"))
+        .config("spark.sql.warehouse.dir", str(session_dir / "spark-warehouse"))
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+    # py4j logs from __del__ at interpreter exit, after pytest has closed the captured streams.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session")
+def airflow_env(kafka_broker: local_stack.KafkaBroker, redis_server: local_stack.RedisServer) -> dict[str, str]:
+    """The tests' own metadata DB, migrated once, and connections pointing at the fixtures' services."""
+    kafka_extra = {"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": "clickstream-tests"}
+    os.environ["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps({"conn_type": "kafka", "extra": kafka_extra})
+    os.environ["AIRFLOW_CONN_REDIS_DEFAULT"] = f"redis://127.0.0.1:{redis_server.port}/0"
+    os.environ["AIRFLOW_CONN_SPARK_DEFAULT"] = '{"conn_type": "spark", "host": "local[2]"}'
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=os.environ.copy(),
+    )
+    assert result.returncode == 0, f"airflow db migrate failed:\n{result.stderr[-3000:]}"
+    return os.environ.copy()
