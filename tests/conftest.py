@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +136,36 @@ def airflow_env(kafka_broker: local_stack.KafkaBroker, redis_server: local_stack
     )
     assert result.returncode == 0, f"airflow db migrate failed:\n{result.stderr[-3000:]}"
     return os.environ.copy()
+
+
+@pytest.fixture
+def read_topic(kafka_broker: local_stack.KafkaBroker):
+    """Reads a whole topic, every partition up to its current end: [(partition, key, value), ...] in offset order."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    def read(topic: str, timeout_s: float = 60) -> list[tuple[int, bytes | None, bytes]]:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": kafka_broker.bootstrap_servers,
+                "group.id": f"read-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+            consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+            out: dict[int, list[tuple[int, bytes | None, bytes]]] = {p: [] for p in partitions}
+            remaining = sum(ends.values())
+            deadline = time.monotonic() + timeout_s
+            while remaining > 0 and time.monotonic() < deadline:
+                for msg in consumer.consume(10_000, timeout=1):
+                    if msg.error() is None and msg.offset() < ends[msg.partition()]:
+                        out[msg.partition()].append((msg.partition(), msg.key(), msg.value()))
+                        remaining -= 1
+            assert remaining == 0, f"{remaining} records of {topic} not read within {timeout_s}s"
+            return [record for p in sorted(out) for record in out[p]]
+        finally:
+            consumer.close()
+
+    return read

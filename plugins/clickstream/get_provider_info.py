@@ -26,8 +26,18 @@ def get_provider_info() -> dict[str, Any]:
         # Connections reuse the official providers' types: kafka_default (kafka),
         # redis_default (redis), spark_default (spark), smtp_default (smtp).
         "connection-types": [],
-        "hooks": [],
-        "operators": [],
+        "hooks": [
+            {
+                "integration-name": "Clickstream",
+                "python-modules": ["clickstream.hooks.kafka_topics", "clickstream.hooks.producer"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Clickstream",
+                "python-modules": ["clickstream.operators.kafka_topics", "clickstream.operators.producer_burst"],
+            }
+        ],
         "sensors": [],
         "triggers": [],
     }

@@ -20,9 +20,7 @@ def test_server_properties_carry_the_ports_and_data_dir(tmp_path, monkeypatch):
     (broker.data_dir).mkdir(parents=True)
     (broker.data_dir / "meta.properties").write_text("formatted")
     broker.prepare()
-    props = dict(
-        line.split("=", 1) for line in broker.config_file.read_text().splitlines() if line and line[0] != "#"
-    )
+    props = dict(line.split("=", 1) for line in broker.config_file.read_text().splitlines() if line and line[0] != "#")
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19097"
     assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:19097"

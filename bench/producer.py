@@ -1,0 +1,204 @@
+"""Producer throughput: clickstream's producer beside Kafka's own ProducerPerformance tool.
+
+One broker (started here, on free loopback ports), one topic per run, the same records and the same
+producer settings (acks=all, idempotence, lz4, linger 10 ms) for every tool. Kafka's tool sends
+payloads it loaded beforehand from a file of our generated events; the like-for-like rows send the
+same kind of records, generated beforehand. The end-to-end row is `clickstream-produce --rps 0`'s
+real path, generating the synthetic traffic while sending it, on the same two cores as the broker.
+Rounds are interleaved after a warm-up (the broker's JIT), and the median round is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+import local_stack  # noqa: E402
+from clickstream.producing import BurstProducer  # noqa: E402
+from clickstream.traffic import Record, TrafficConfig, TrafficGenerator  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+SETTINGS = {"acks": "all", "enable.idempotence": "true", "linger.ms": "10", "compression.type": "lz4"}
+TARGET_EVENTS_PER_S = 200_000
+TARGET_RATIO = 0.5
+
+
+@dataclass
+class Round:
+    tool: str
+    events: int
+    events_per_s: float
+    mb_per_s: float
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+def traffic(count: int) -> TrafficConfig:
+    return TrafficConfig(seed=1, start_ms=int(time.time() * 1000) - count, events_per_second=1000.0)
+
+
+def run_confluent(servers: str, topic: str, records: list[Record] | None, count: int) -> Round:
+    """Send ``records`` (generated beforehand), or with ``None`` generate ``count`` while sending."""
+    producer = BurstProducer({"bootstrap.servers": servers})
+    source = records if records is not None else TrafficGenerator(traffic(count)).records(count)
+    stats = producer.send(topic, source)
+    assert stats.delivered == count and stats.failed == 0, stats.to_dict()
+    tool = "confluent-kafka, like-for-like" if records is not None else "confluent-kafka, end to end"
+    mb_per_s = stats.bytes_sent / stats.elapsed_s / 1e6
+    return Round(tool, count, stats.rate, mb_per_s, stats.latency_ms(0.5), stats.latency_ms(0.99))
+
+
+def run_kafka_python(servers: str, topic: str, records: list[Record]) -> Round:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=10,
+        compression_type="lz4",
+        batch_size=1_000_000,
+    )
+    failures: list[Exception] = []
+    started = time.monotonic()
+    nbytes = 0
+    for record in records:
+        producer.send(topic, value=record.value, key=record.key).add_errback(failures.append)
+        nbytes += len(record.value)
+    producer.flush(120)
+    elapsed = time.monotonic() - started
+    producer.close()
+    assert not failures, failures[:3]
+    count = len(records)
+    return Round("kafka-python, like-for-like", count, count / elapsed, nbytes / elapsed / 1e6, None, None)
+
+
+PERF_LINE = re.compile(
+    r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\).*?(\d+) ms 50th, \d+ ms 95th, (\d+) ms 99th"
+)
+
+
+def run_kafka_tool(servers: str, topic: str, count: int, payload_file: Path) -> Round:
+    props = [f"bootstrap.servers={servers}", *(f"{k}={v}" for k, v in SETTINGS.items()), "batch.size=1000000"]
+    cmd = [
+        "java",
+        "-Xmx1g",
+        "-cp",
+        f"{local_stack.KAFKA_LIBS}/*",
+        f"-Dlog4j2.configurationFile={REPO / 'include/kafka/log4j2.yaml'}",
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(count),
+        "--throughput",
+        "-1",
+        "--payload-file",
+        str(payload_file),
+        "--producer-props",
+        *props,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    match = PERF_LINE.search(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "")
+    if result.returncode != 0 or match is None:
+        raise RuntimeError(f"ProducerPerformance failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return Round(
+        "Kafka ProducerPerformance",
+        int(match.group(1)),
+        float(match.group(2)),
+        float(match.group(3)),
+        float(match.group(4)),
+        float(match.group(5)),
+    )
+
+
+def median_round(rounds: list[Round]) -> Round:
+    return sorted(rounds, key=lambda r: r.events_per_s)[len(rounds) // 2]
+
+
+def run(events: int = 1_000_000, python_events: int = 200_000, rounds: int = 3) -> dict[str, object]:
+    workdir = Path(tempfile.mkdtemp(prefix="clickstream-bench-"))
+    broker = local_stack.KafkaBroker(workdir / "kafka", local_stack.free_port(), local_stack.free_port(), heap="1g")
+    broker.prepare()
+    payload_file = workdir / "payloads.txt"
+    sample = list(TrafficGenerator(traffic(20_000)).records(20_000))
+    payload_file.write_bytes(b"\n".join(r.value for r in sample))
+    record_bytes = sum(len(r.value) for r in sample) / len(sample)
+    with local_stack.running("kafka", broker.command(), broker.healthy, workdir / "kafka.log", timeout=90):
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        topics = iter(f"bench-{i}" for i in range(1000))
+
+        def fresh_topic() -> str:
+            name = next(topics)
+            admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])[name].result(30)
+            return name
+
+        servers = broker.bootstrap_servers
+        prepared = list(TrafficGenerator(traffic(events)).records(events))
+        prepared_python = prepared[:python_events]
+        print(f"[bench] producer: warming up the broker ({events:,} events)", flush=True)
+        run_confluent(servers, fresh_topic(), prepared, events)
+        run_kafka_tool(servers, fresh_topic(), events, payload_file)
+        measured: dict[str, list[Round]] = {}
+        for i in range(rounds):
+            for name, fn in (
+                ("kafka", lambda: run_kafka_tool(servers, fresh_topic(), events, payload_file)),
+                ("confluent", lambda: run_confluent(servers, fresh_topic(), prepared, events)),
+                ("confluent-e2e", lambda: run_confluent(servers, fresh_topic(), None, events)),
+                ("kafka-python", lambda: run_kafka_python(servers, fresh_topic(), prepared_python)),
+            ):
+                result = fn()
+                measured.setdefault(name, []).append(result)
+                print(
+                    f"[bench] producer round {i + 1}: {result.tool:<32} {result.events_per_s:>12,.0f} events/s",
+                    flush=True,
+                )
+    reference = median_round(measured["kafka"])
+    rows = {name: median_round(rs) for name, rs in measured.items() if name != "kafka"}
+    client = (
+        "confluent-kafka" if rows["confluent"].events_per_s >= rows["kafka-python"].events_per_s else "kafka-python"
+    )
+    like_for_like = rows["confluent" if client == "confluent-kafka" else "kafka-python"]
+    print()
+    print(
+        f"Producer throughput, one process, acks=all, idempotent, lz4, {record_bytes:.0f}-byte events "
+        f"(median of {rounds} rounds, all in this run)"
+    )
+    header = f"{'tool':<32} {'events':>10} {'events/s':>12} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'vs Kafka':>9}"
+    print(header)
+    print("-" * len(header))
+    for r in (reference, *rows.values()):
+        p50 = "-" if r.p50_ms is None else f"{r.p50_ms:.0f}"
+        p99 = "-" if r.p99_ms is None else f"{r.p99_ms:.0f}"
+        print(
+            f"{r.tool:<32} {r.events:>10,} {r.events_per_s:>12,.0f} {r.mb_per_s:>7.1f} {p50:>7} {p99:>7} "
+            f"{r.events_per_s / reference.events_per_s:>9.2f}"
+        )
+    print(f"faster Python client, used by clickstream: {client}")
+    for label, r in (("like-for-like", like_for_like), ("end to end", rows["confluent-e2e"])):
+        ratio = r.events_per_s / reference.events_per_s
+        verdict_rate = "met" if r.events_per_s >= TARGET_EVENTS_PER_S else "MISSED"
+        verdict_ratio = "met" if ratio >= TARGET_RATIO else "MISSED"
+        print(
+            f"{label:<14} >= {TARGET_EVENTS_PER_S:,} events/s: {verdict_rate} ({r.events_per_s:,.0f}); "
+            f">= {TARGET_RATIO} of Kafka's tool: {verdict_ratio} ({ratio:.2f})"
+        )
+    return {"reference": reference, "rows": rows}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--python-events", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    run(args.events, args.python_events, args.rounds)

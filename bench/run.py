@@ -1,0 +1,21 @@
+"""`make bench`: every benchmark, each printing its figures beside a reference tool measured in the same run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import producer
+
+BENCHMARKS = {"producer": producer.run}
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [name for name in chosen if name not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)}")
+    for name in chosen:
+        print(f"== {name} ==", flush=True)
+        BENCHMARKS[name]()

@@ -1,0 +1,160 @@
+"""Idempotent topic management: create what is missing, accept what matches, explain what differs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+DAY_MS = 24 * 3600 * 1000
+
+
+class TopicConfigMismatch(ValueError):
+    """An existing topic differs from what was asked; the message lists each difference and its fix."""
+
+
+class KafkaUnreachable(ConnectionError):
+    """The admin client could not reach the brokers in time."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What a topic must look like. ``configs`` are compared as the broker reports them (strings)."""
+
+    name: str
+    partitions: int = 3
+    replication_factor: int = 1
+    retention_ms: int = 7 * DAY_MS
+    cleanup_policy: str = "delete"
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > 249:
+            raise ValueError(f"topic name {self.name!r} must be 1 to 249 characters")
+        if self.partitions < 1:
+            raise ValueError(f"{self.name}: partitions must be at least 1, got {self.partitions}")
+        if self.replication_factor < 1:
+            raise ValueError(f"{self.name}: replication_factor must be at least 1, got {self.replication_factor}")
+        if self.cleanup_policy not in ("delete", "compact", "compact,delete", "delete,compact"):
+            raise ValueError(
+                f"{self.name}: cleanup_policy must be delete, compact or both, got {self.cleanup_policy!r}"
+            )
+
+    def topic_configs(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy, **self.configs}
+
+
+class KafkaTopicsHook(KafkaAdminClientHook):
+    """The official admin hook, plus comparing existing topics with a :class:`TopicSpec`."""
+
+    def __init__(self, kafka_config_id: str = KafkaAdminClientHook.default_conn_name, timeout_s: float = 30) -> None:
+        super().__init__(kafka_config_id=kafka_config_id)
+        self.timeout_s = timeout_s
+
+    def _get_client(self, config: dict[str, Any]) -> AdminClient:
+        # librdkafka's own log lines go to the task log instead of raw stderr.
+        return AdminClient({"logger": logging.getLogger("clickstream.kafka"), **config})
+
+    def _existing(self, names: list[str]) -> dict[str, Any]:
+        admin = self.get_conn
+        try:
+            metadata = admin.list_topics(timeout=self.timeout_s)
+        except KafkaException as exc:
+            servers = self.get_connection(self.kafka_config_id).extra_dejson.get("bootstrap.servers")
+            raise KafkaUnreachable(
+                f"cannot reach Kafka at {servers} (connection {self.kafka_config_id!r}) within {self.timeout_s:.0f}s: "
+                f"{exc.args[0]}. Check that the broker runs and the connection's bootstrap.servers"
+            ) from None
+        return {name: metadata.topics[name] for name in names if name in metadata.topics}
+
+    def _configs(self, names: list[str]) -> dict[str, dict[str, str]]:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+        if not resources:
+            return {}
+        futures = self.get_conn.describe_configs(resources, request_timeout=self.timeout_s)
+        return {res.name: {k: v.value for k, v in fut.result(self.timeout_s).items()} for res, fut in futures.items()}
+
+    def differences(self, spec: TopicSpec, metadata: Any, configs: dict[str, str]) -> list[str]:
+        """Human-readable differences between an existing topic and ``spec``, each with what to do."""
+        diffs = []
+        partitions = len(metadata.partitions)
+        if partitions != spec.partitions:
+            if partitions < spec.partitions:
+                fix = "pass allow_partition_increase=True to add partitions (keys will map to new partitions)"
+            else:
+                fix = f"Kafka cannot remove partitions: ask for partitions={partitions} or recreate the topic"
+            diffs.append(f"partitions: topic has {partitions}, asked for {spec.partitions} ({fix})")
+        replicas = {len(p.replicas) for p in metadata.partitions.values()}
+        if replicas != {spec.replication_factor}:
+            diffs.append(
+                f"replication factor: topic has {sorted(replicas)}, asked for {spec.replication_factor} "
+                "(change it with a partition reassignment, or ask for what the topic has)"
+            )
+        for key, wanted in spec.topic_configs().items():
+            actual = configs.get(key)
+            if actual != wanted:
+                diffs.append(
+                    f"{key}: topic has {actual}, asked for {wanted} (alter it with kafka-configs.sh --alter "
+                    f"--entity-type topics --entity-name {spec.name} --add-config {key}={wanted}, or ask for {actual})"
+                )
+        return diffs
+
+    def ensure_topics(self, specs: list[TopicSpec], allow_partition_increase: bool = False) -> dict[str, str]:
+        """Make each topic match its spec. Returns what happened per topic: created, unchanged or partitions_increased.
+
+        Nothing is changed unless every existing topic either matches or differs only in partitions that may
+        be increased, so a failed call leaves the cluster as it found it.
+        """
+        names = [s.name for s in specs]
+        existing = self._existing(names)
+        configs = self._configs([n for n in names if n in existing])
+        outcome: dict[str, str] = {}
+        problems: list[str] = []
+        to_grow: list[NewPartitions] = []
+        for spec in specs:
+            if spec.name not in existing:
+                continue
+            diffs = self.differences(spec, existing[spec.name], configs[spec.name])
+            only_growth = (
+                allow_partition_increase
+                and len(diffs) == 1
+                and diffs[0].startswith("partitions:")
+                and len(existing[spec.name].partitions) < spec.partitions
+            )
+            if only_growth:
+                to_grow.append(NewPartitions(spec.name, spec.partitions))
+                outcome[spec.name] = "partitions_increased"
+            elif diffs:
+                problems.append(f"topic {spec.name!r} exists with other settings:\n  - " + "\n  - ".join(diffs))
+            else:
+                outcome[spec.name] = "unchanged"
+        if problems:
+            raise TopicConfigMismatch("\n".join(problems))
+
+        admin = self.get_conn
+        if to_grow:
+            for name, fut in admin.create_partitions(to_grow, request_timeout=self.timeout_s).items():
+                fut.result(self.timeout_s)
+                self.log.info("Increased the partitions of %s", name)
+        new = [
+            NewTopic(
+                s.name, num_partitions=s.partitions, replication_factor=s.replication_factor, config=s.topic_configs()
+            )
+            for s in specs
+            if s.name not in existing
+        ]
+        if new:
+            for name, fut in admin.create_topics(new, request_timeout=self.timeout_s).items():
+                try:
+                    fut.result(self.timeout_s)
+                    outcome[name] = "created"
+                    self.log.info("Created topic %s", name)
+                except KafkaException as exc:
+                    if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                        raise
+                    outcome[name] = "unchanged"  # created concurrently; the next run compares it
+        return {name: outcome[name] for name in names}

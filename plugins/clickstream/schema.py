@@ -1,0 +1,258 @@
+"""The page-view event: fields, types, versions and validation, in one place.
+
+The producer, the synthetic traffic, the Spark jobs and every validator import this module, so a
+field added here reaches all of them. Events travel as UTF-8 JSON objects; ``ts`` is the event
+time in epoch milliseconds (ISO-8601 strings are accepted on input and normalised).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql.types import StructType
+
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
+
+TOPIC = "clickstream-events"
+DEAD_LETTER_TOPIC = "clickstream-events-dlq"
+
+MAX_EVENT_BYTES = 4096
+MAX_PAGE_LENGTH = 512
+MAX_TEXT_LENGTH = 1024
+# Clocks drift; an event more than this far ahead of the receiver's clock is a bug upstream.
+MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+# Before 2000-01-01: a seconds-instead-of-milliseconds mistake, not a real page view.
+MIN_TS_MS = 946_684_800_000
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of the event: its JSON types, whether it is required, and its Spark SQL type."""
+
+    name: str
+    json_types: tuple[type, ...]
+    required: bool
+    spark_type: str
+    doc: str
+
+
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("event_id", (str,), True, "string", "UUID of this page view; deduplication key"),
+    FieldSpec("schema_version", (int,), True, "int", "version of this schema the producer wrote"),
+    FieldSpec("user_id", (str,), True, "string", "pseudonymous user id; the Kafka record key"),
+    FieldSpec("session_id", (str,), True, "string", "the user's session"),
+    FieldSpec("page", (str,), True, "string", "path of the page viewed, e.g. /home"),
+    FieldSpec("referrer", (str, type(None)), False, "string", "previous page or external referrer; null if direct"),
+    FieldSpec("user_agent", (str,), True, "string", "browser or bot user agent"),
+    FieldSpec("ts", (int, str), True, "long", "event time, epoch milliseconds (ISO-8601 accepted on input)"),
+    FieldSpec("properties", (dict, type(None)), False, "map<string,string>", "optional string attributes"),
+)
+FIELD_NAMES = tuple(f.name for f in FIELDS)
+REQUIRED_FIELDS = tuple(f.name for f in FIELDS if f.required)
+
+
+class RejectReason(StrEnum):
+    """Why a record cannot be counted; carried to the dead-letter topic with the record."""
+
+    NOT_JSON = "not_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    BAD_TIMESTAMP = "bad_timestamp"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    BAD_PAGE = "bad_page"
+    TOO_LARGE = "too_large"
+    UNKNOWN_VERSION = "unknown_schema_version"
+
+
+class InvalidEvent(ValueError):
+    """A record failed validation; ``reason`` says which rule and ``detail`` what exactly."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class PageView:
+    """A valid, normalised page view."""
+
+    event_id: str
+    user_id: str
+    session_id: str
+    page: str
+    user_agent: str
+    ts: int
+    referrer: str | None = None
+    properties: dict[str, str] | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def window_start_ms(self) -> int:
+        return window_start_ms(self.ts)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "event_id": self.event_id,
+            "schema_version": self.schema_version,
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "page": self.page,
+            "referrer": self.referrer,
+            "user_agent": self.user_agent,
+            "ts": self.ts,
+        }
+        if self.properties:
+            out["properties"] = self.properties
+        return out
+
+    def to_json_bytes(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+WINDOW_MS = 60_000
+
+
+def window_start_ms(ts_ms: int) -> int:
+    """Start of the 1-minute tumbling event-time window holding ``ts_ms``."""
+    return ts_ms - ts_ms % WINDOW_MS
+
+
+def window_label(start_ms: int) -> str:
+    """The Redis hash field of a window, as the seed shows: ``2025-06-10T05:04:00`` (UTC)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start_ms // 1000))
+
+
+def parse_ts(value: object) -> int:
+    """Epoch milliseconds from an int, or from an ISO-8601 string (UTC when it names no offset)."""
+    if isinstance(value, bool):
+        raise InvalidEvent(RejectReason.WRONG_TYPE, "ts is a boolean; expected epoch milliseconds")
+    if isinstance(value, int):
+        ts = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+        except ValueError:
+            raise InvalidEvent(RejectReason.BAD_TIMESTAMP, f"ts {value[:64]!r} is not ISO-8601") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ts = math.floor(parsed.timestamp() * 1000)
+    else:
+        raise InvalidEvent(RejectReason.WRONG_TYPE, f"ts is {type(value).__name__}; expected epoch ms or ISO-8601")
+    if ts < MIN_TS_MS:
+        raise InvalidEvent(RejectReason.BAD_TIMESTAMP, f"ts {ts} is before 2000-01-01 (seconds instead of ms?)")
+    return ts
+
+
+def _check_text(name: str, value: str, limit: int, reason: RejectReason) -> None:
+    if len(value) > limit:
+        raise InvalidEvent(reason, f"{name} is {len(value)} characters; at most {limit} allowed")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise InvalidEvent(reason, f"{name} contains control characters")
+
+
+@dataclass
+class Validator:
+    """Turns raw record bytes into a :class:`PageView` or raises :class:`InvalidEvent`.
+
+    ``now_ms`` is injectable so that replays and tests judge "far future" against their own clock.
+    """
+
+    max_event_bytes: int = MAX_EVENT_BYTES
+    max_future_skew_ms: int = MAX_FUTURE_SKEW_MS
+    supported_versions: frozenset[int] = field(default_factory=lambda: SUPPORTED_VERSIONS)
+
+    def validate(self, raw: bytes | str, now_ms: int | None = None) -> PageView:
+        data = raw.encode() if isinstance(raw, str) else raw
+        if len(data) > self.max_event_bytes:
+            raise InvalidEvent(RejectReason.TOO_LARGE, f"{len(data)} bytes; at most {self.max_event_bytes} allowed")
+        try:
+            obj = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidEvent(RejectReason.NOT_JSON, str(exc)[:200]) from None
+        if not isinstance(obj, dict):
+            raise InvalidEvent(RejectReason.NOT_AN_OBJECT, f"top level is {type(obj).__name__}; expected an object")
+        return self.validate_object(obj, now_ms)
+
+    def validate_object(self, obj: dict[str, Any], now_ms: int | None = None) -> PageView:
+        # The version is judged first: a newer producer's record may legitimately differ in every other field.
+        version = obj.get("schema_version")
+        if type(version) is int and version not in self.supported_versions:
+            raise InvalidEvent(
+                RejectReason.UNKNOWN_VERSION,
+                f"schema_version {version}; this reader knows {sorted(self.supported_versions)}",
+            )
+        for spec in FIELDS:
+            if spec.name not in obj:
+                if spec.required:
+                    raise InvalidEvent(RejectReason.MISSING_FIELD, f"{spec.name} is missing")
+                continue
+            value = obj[spec.name]
+            if isinstance(value, bool) or not isinstance(value, spec.json_types):
+                raise InvalidEvent(
+                    RejectReason.WRONG_TYPE,
+                    f"{spec.name} is {type(value).__name__}; expected {'/'.join(t.__name__ for t in spec.json_types)}",
+                )
+        ts = parse_ts(obj["ts"])
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        if ts > now + self.max_future_skew_ms:
+            raise InvalidEvent(
+                RejectReason.FUTURE_TIMESTAMP,
+                f"ts {ts} is {(ts - now) / 1000:.0f}s ahead of now; at most {self.max_future_skew_ms // 1000}s allowed",
+            )
+        page = obj["page"]
+        if not page:
+            raise InvalidEvent(RejectReason.BAD_PAGE, "page is empty")
+        _check_text("page", page, MAX_PAGE_LENGTH, RejectReason.BAD_PAGE)
+        for name in ("event_id", "user_id", "session_id", "user_agent", "referrer"):
+            value = obj.get(name)
+            if value is not None:
+                _check_text(name, value, MAX_TEXT_LENGTH, RejectReason.WRONG_TYPE)
+        properties = obj.get("properties")
+        if properties is not None and not all(isinstance(v, str) for v in properties.values()):
+            raise InvalidEvent(RejectReason.WRONG_TYPE, "properties must map strings to strings")
+        return PageView(
+            event_id=obj["event_id"],
+            user_id=obj["user_id"],
+            session_id=obj["session_id"],
+            page=page,
+            user_agent=obj["user_agent"],
+            ts=ts,
+            referrer=obj.get("referrer"),
+            properties=properties or None,
+            schema_version=obj["schema_version"],
+        )
+
+
+def validate(raw: bytes | str, now_ms: int | None = None) -> PageView:
+    """Validate with the default limits; raises :class:`InvalidEvent`."""
+    return _DEFAULT_VALIDATOR.validate(raw, now_ms)
+
+
+def spark_schema() -> StructType:
+    """The Spark schema of the event, derived from :data:`FIELDS` (``ts`` read as a string, then parsed)."""
+    from pyspark.sql.types import IntegerType, LongType, MapType, StringType, StructType
+
+    spark_types = {
+        "string": StringType(),
+        "int": IntegerType(),
+        "long": LongType(),
+        "map<string,string>": MapType(StringType(), StringType()),
+    }
+    schema = StructType()
+    for spec in FIELDS:
+        # ts may be a number or an ISO string on the wire; read it as text and parse it in the job.
+        schema.add(spec.name, spark_types["string" if spec.name == "ts" else spec.spark_type], nullable=True)
+    return schema
+
+
+_DEFAULT_VALIDATOR = Validator()

@@ -1,0 +1,77 @@
+"""The topic-creation operator against a real broker."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from clickstream.hooks.kafka_topics import KafkaTopicsHook, KafkaUnreachable, TopicSpec
+from clickstream.operators.kafka_topics import CreateClickstreamTopicsOperator
+
+pytestmark = pytest.mark.integration
+
+
+def names() -> tuple[str, str]:
+    base = f"events-{uuid.uuid4().hex[:8]}"
+    return base, f"{base}-dlq"
+
+
+def describe(topic: str) -> tuple[int, dict[str, str]]:
+    hook = KafkaTopicsHook()
+    metadata = hook._existing([topic])[topic]
+    return len(metadata.partitions), hook._configs([topic])[topic]
+
+
+def test_creates_both_topics_then_is_idempotent(airflow_env):
+    topic, dlq = names()
+    op = CreateClickstreamTopicsOperator(
+        task_id="create", topic=topic, dead_letter_topic=dlq, partitions=4, retention_ms=3_600_000
+    )
+    assert op.execute({}) == {topic: "created", dlq: "created"}
+    partitions, configs = describe(topic)
+    assert partitions == 4
+    assert (configs["retention.ms"], configs["cleanup.policy"]) == ("3600000", "delete")
+    dlq_partitions, dlq_configs = describe(dlq)
+    assert (dlq_partitions, dlq_configs["retention.ms"]) == (1, str(14 * 24 * 3600 * 1000))
+
+    assert op.execute({}) == {topic: "unchanged", dlq: "unchanged"}
+
+
+def test_a_mismatch_fails_saying_what_differs_and_changes_nothing(airflow_env):
+    topic, dlq = names()
+    CreateClickstreamTopicsOperator(task_id="create", topic=topic, dead_letter_topic=dlq, partitions=3).execute({})
+    other = CreateClickstreamTopicsOperator(
+        task_id="create", topic=topic, dead_letter_topic=dlq, partitions=5, retention_ms=60_000
+    )
+    with pytest.raises(AirflowFailException) as info:
+        other.execute({})
+    message = str(info.value)
+    assert f"topic '{topic}' exists with other settings" in message
+    assert "partitions: topic has 3, asked for 5 (pass allow_partition_increase=True" in message
+    assert f"retention.ms: topic has {7 * 24 * 3600 * 1000}, asked for 60000" in message
+    assert describe(topic)[0] == 3
+
+
+def test_partitions_grow_only_when_asked(airflow_env):
+    topic, _ = names()
+    CreateClickstreamTopicsOperator(task_id="c", topic=topic, dead_letter_topic=None, partitions=2).execute({})
+    grow = CreateClickstreamTopicsOperator(
+        task_id="c", topic=topic, dead_letter_topic=None, partitions=6, allow_partition_increase=True
+    )
+    assert grow.execute({}) == {topic: "partitions_increased"}
+    assert describe(topic)[0] == 6
+    assert grow.execute({}) == {topic: "unchanged"}
+
+
+def test_unreachable_broker_fails_fast_with_the_address(monkeypatch, airflow_env):
+    import json
+    import time
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KAFKA_NOWHERE", json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:1"}})
+    )
+    started = time.monotonic()
+    with pytest.raises(KafkaUnreachable, match=r"cannot reach Kafka at 127.0.0.1:1 \(connection 'kafka_nowhere'\)"):
+        KafkaTopicsHook(kafka_config_id="kafka_nowhere", timeout_s=3).ensure_topics([TopicSpec("x")])
+    assert time.monotonic() - started < 10
