@@ -21,7 +21,7 @@ export CLICKSTREAM_KAFKA_LIBS="$CLICKSTREAM_DEPS/kafka-broker"
 export CLICKSTREAM_SPARK_JARS_DIR="$CLICKSTREAM_DEPS/spark-kafka"
 
 # The full pyspark in the venv is Spark itself.
-_site="$(ls -d "$CLICKSTREAM_VENV"/lib/python3*/site-packages 2>/dev/null | head -n 1)"
+_site="$(ls -d "$CLICKSTREAM_VENV"/lib/python3*/site-packages 2>/dev/null | head -n 1 || true)"
 if [ -n "$_site" ]; then
   export SPARK_HOME="$_site/pyspark"
 fi
