@@ -191,6 +191,33 @@ class RedisServer:
             return False
 
 
+# --------------------------------------------------------------------------- Spark
+
+
+def spark_submit_command(
+    app: Path, *args: str, master: str = "local[2]", conf: dict[str, str] | None = None
+) -> list[str]:
+    """spark-submit of ``app`` with the Kafka connector from the jars `make setup` resolved."""
+    spark_home = os.environ.get("SPARK_HOME")
+    if not spark_home:
+        raise StackError("SPARK_HOME is not set: source scripts/env.sh (make setup installs pyspark)")
+    jars_dir = Path(os.environ.get("CLICKSTREAM_SPARK_JARS_DIR", DEPS / "spark-kafka"))
+    jars = sorted(str(p) for p in jars_dir.glob("*.jar"))
+    if not jars:
+        raise StackError(f"no Spark Kafka connector jars in {jars_dir}: run `make setup` first")
+    settings = {"spark.ui.enabled": "false", "spark.driver.memory": "1g", **(conf or {})}
+    return [
+        str(Path(spark_home) / "bin" / "spark-submit"),
+        "--master",
+        master,
+        "--jars",
+        ",".join(jars),
+        *(item for key, value in settings.items() for item in ("--conf", f"{key}={value}")),
+        str(app),
+        *args,
+    ]
+
+
 # --------------------------------------------------------------------------- processes
 
 

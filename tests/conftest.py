@@ -23,6 +23,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))  # shared test data: tests/corpus.py
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="clickstream-tests-"))
 os.environ.setdefault("CLICKSTREAM_HOME", str(REPO))

@@ -153,6 +153,31 @@ def parse_ts(value: object) -> int:
     return ts
 
 
+def _reject_constant(name: str) -> None:
+    """Strict JSON, as Spark parses it: NaN and Infinity are not JSON."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Strict JSON, as Spark parses it: an object may not repeat a key."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("an object repeats a key")
+    return obj
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _json_type_ok(value: object, types: tuple[type, ...]) -> bool:
+    """bool is not an int here, and ints must fit in 64 bits (Spark reads larger ones as decimals)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        return False
+    return isinstance(value, types)
+
+
 def _check_text(name: str, value: str, limit: int, reason: RejectReason) -> None:
     if len(value) > limit:
         raise InvalidEvent(reason, f"{name} is {len(value)} characters; at most {limit} allowed")
@@ -176,8 +201,8 @@ class Validator:
         if len(data) > self.max_event_bytes:
             raise InvalidEvent(RejectReason.TOO_LARGE, f"{len(data)} bytes; at most {self.max_event_bytes} allowed")
         try:
-            obj = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            obj = json.loads(data, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
             raise InvalidEvent(RejectReason.NOT_JSON, str(exc)[:200]) from None
         if not isinstance(obj, dict):
             raise InvalidEvent(RejectReason.NOT_AN_OBJECT, f"top level is {type(obj).__name__}; expected an object")
@@ -186,7 +211,7 @@ class Validator:
     def validate_object(self, obj: dict[str, Any], now_ms: int | None = None) -> PageView:
         # The version is judged first: a newer producer's record may legitimately differ in every other field.
         version = obj.get("schema_version")
-        if type(version) is int and version not in self.supported_versions:
+        if type(version) is int and INT64_MIN <= version <= INT64_MAX and version not in self.supported_versions:
             raise InvalidEvent(
                 RejectReason.UNKNOWN_VERSION,
                 f"schema_version {version}; this reader knows {sorted(self.supported_versions)}",
@@ -197,7 +222,7 @@ class Validator:
                     raise InvalidEvent(RejectReason.MISSING_FIELD, f"{spec.name} is missing")
                 continue
             value = obj[spec.name]
-            if isinstance(value, bool) or not isinstance(value, spec.json_types):
+            if not _json_type_ok(value, spec.json_types):
                 raise InvalidEvent(
                     RejectReason.WRONG_TYPE,
                     f"{spec.name} is {type(value).__name__}; expected {'/'.join(t.__name__ for t in spec.json_types)}",

@@ -1,0 +1,162 @@
+"""Where the pipeline keeps its state in Redis: every key, and the scripts that write them.
+
+The public layout is the seed's: one hash per page, one field per 1-minute window, holding the
+absolute count::
+
+    HSET click_count:/home 2025-06-10T05:04:00 35
+
+Around it, for dashboards and supervisors (all under ``clickstream:``):
+
+- ``clickstream:window:<label>``: hash with ``total``, ``unique_users`` (approximate) and ``top_pages``
+  (JSON ``[[page, count], ...]``), so a dashboard reads a window in one call;
+- ``clickstream:window:<label>:pages``: sorted set page -> count (ranks the top pages);
+- ``clickstream:window:<label>:users``: HyperLogLog of the window's users;
+- ``clickstream:windows``: sorted set label -> window start (ms), for retention;
+- ``clickstream:pages``: set of pages seen, for retention;
+- ``clickstream:progress:<query>``: hash with the streaming query's latest progress.
+
+Every write sets absolute values (HSET, ZADD) or adds to a set (PFADD), so replaying a micro-batch
+changes nothing. The scripts keep each batch to one atomic round trip. They compute key names in
+Lua, so they need a single Redis, not a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from clickstream.schema import window_label
+
+COUNT_PREFIX = "click_count:"
+PREFIX = "clickstream:"
+PAGES_KEY = f"{PREFIX}pages"
+WINDOWS_KEY = f"{PREFIX}windows"
+TOP_PAGES = 10
+
+
+def count_key(page: str) -> str:
+    return f"{COUNT_PREFIX}{page}"
+
+
+def window_key(label: str) -> str:
+    return f"{PREFIX}window:{label}"
+
+
+def window_pages_key(label: str) -> str:
+    return f"{PREFIX}window:{label}:pages"
+
+
+def window_users_key(label: str) -> str:
+    return f"{PREFIX}window:{label}:users"
+
+
+def progress_key(query: str) -> str:
+    return f"{PREFIX}progress:{query}"
+
+
+# ARGV: top_n, retention_ms (windows starting that long before the newest are removed; 0 keeps all),
+#       then (page, label, window_start_ms, count) repeated.
+APPLY_COUNTS_LUA = """
+local top_n = tonumber(ARGV[1])
+local retention = tonumber(ARGV[2])
+local touched = {}
+for i = 3, #ARGV, 4 do
+  local page, label, start, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  redis.call('HSET', 'click_count:' .. page, label, count)
+  redis.call('SADD', 'clickstream:pages', page)
+  redis.call('ZADD', 'clickstream:windows', start, label)
+  redis.call('ZADD', 'clickstream:window:' .. label .. ':pages', count, page)
+  touched[label] = true
+end
+for label, _ in pairs(touched) do
+  local ranked = redis.call('ZREVRANGE', 'clickstream:window:' .. label .. ':pages', 0, -1, 'WITHSCORES')
+  local total, top = 0, {}
+  for j = 1, #ranked, 2 do
+    local n = tonumber(ranked[j + 1])
+    total = total + n
+    if #top < top_n then top[#top + 1] = {ranked[j], n} end
+  end
+  redis.call('HSET', 'clickstream:window:' .. label, 'total', total, 'top_pages', cjson.encode(top))
+end
+local removed = 0
+if retention > 0 then
+  local newest = redis.call('ZREVRANGE', 'clickstream:windows', 0, 0, 'WITHSCORES')
+  local cutoff = tonumber(newest[2]) - retention
+  local old = redis.call('ZRANGEBYSCORE', 'clickstream:windows', '-inf', '(' .. cutoff)
+  if #old > 0 then
+    local pages = redis.call('SMEMBERS', 'clickstream:pages')
+    for _, page in ipairs(pages) do
+      redis.call('HDEL', 'click_count:' .. page, unpack(old))
+    end
+    for _, label in ipairs(old) do
+      redis.call('DEL', 'clickstream:window:' .. label, 'clickstream:window:' .. label .. ':pages',
+                 'clickstream:window:' .. label .. ':users')
+      redis.call('ZREM', 'clickstream:windows', label)
+      removed = removed + 1
+    end
+  end
+end
+return removed
+"""
+
+# KEYS: none. ARGV: label, window_start_ms, user ids...
+APPLY_USERS_LUA = """
+local label, start = ARGV[1], ARGV[2]
+local key = 'clickstream:window:' .. label .. ':users'
+for i = 3, #ARGV, 5000 do
+  redis.call('PFADD', key, unpack(ARGV, i, math.min(i + 4999, #ARGV)))
+end
+redis.call('ZADD', 'clickstream:windows', 'NX', start, label)
+local n = redis.call('PFCOUNT', key)
+redis.call('HSET', 'clickstream:window:' .. label, 'unique_users', n)
+return n
+"""
+
+
+def apply_window_counts(client: Any, rows: Iterable[tuple[str, int, int]], retention_ms: int | None = None) -> int:
+    """Write absolute ``(page, window_start_ms, count)`` cells in one atomic round trip; returns windows expired.
+
+    Windows starting more than ``retention_ms`` before the newest known window are removed: Redis 7 has no
+    per-field TTL on hashes, so expiry is done here, by event time, which keeps replays deterministic.
+    """
+    argv: list[Any] = []
+    for page, start_ms, count in rows:
+        argv += [page, window_label(start_ms), start_ms, count]
+    if not argv:
+        return 0
+    return int(client.eval(APPLY_COUNTS_LUA, 0, TOP_PAGES, retention_ms or 0, *argv))
+
+
+def apply_window_users(client: Any, users_by_window: dict[int, Sequence[str]]) -> None:
+    """Add each window's users to its HyperLogLog and refresh ``unique_users``, in one pipelined round trip."""
+    if not users_by_window:
+        return
+    pipe = client.pipeline(transaction=False)
+    for start_ms, users in users_by_window.items():
+        if users:
+            pipe.eval(APPLY_USERS_LUA, 0, window_label(start_ms), start_ms, *users)
+    pipe.execute()
+
+
+def read_window(client: Any, label: str) -> dict[str, Any]:
+    """A window as a dashboard sees it (one HGETALL)."""
+    raw = {k.decode(): v.decode() for k, v in client.hgetall(window_key(label)).items()}
+    return {
+        "total": int(raw.get("total", 0)),
+        "unique_users": int(raw.get("unique_users", 0)),
+        "top_pages": [tuple(p) for p in json.loads(raw.get("top_pages", "[]"))],
+    }
+
+
+def read_counts(client: Any, pages: Iterable[str]) -> dict[tuple[str, str], int]:
+    """``{(page, window_label): count}`` for ``pages``, in one pipelined round trip."""
+    pages = list(pages)
+    pipe = client.pipeline(transaction=False)
+    for page in pages:
+        pipe.hgetall(count_key(page))
+    out: dict[tuple[str, str], int] = {}
+    for page, fields in zip(pages, pipe.execute(), strict=True):
+        for label, count in fields.items():
+            out[(page, label.decode())] = int(count)
+    return out

@@ -1,0 +1,81 @@
+"""Records every validator must agree on: the Python one and the Spark one (tests/.../test_transforms.py)."""
+
+from __future__ import annotations
+
+import json
+
+from clickstream import schema
+from clickstream.schema import RejectReason
+from clickstream.traffic import TrafficConfig, generate
+
+NOW = 1_750_000_000_000
+
+
+def event(**overrides: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "event_id": "0b0f6e3a-1d2c-4b5a-8c7d-000000000001",
+        "schema_version": 1,
+        "user_id": "u000001",
+        "session_id": "s-1",
+        "page": "/home",
+        "referrer": None,
+        "user_agent": "Mozilla/5.0",
+        "ts": NOW - 1000,
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def encoded(obj: object) -> bytes:
+    return obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+
+
+CRAFTED: list[tuple[object, RejectReason | None]] = [
+    (event(), None),
+    (event(referrer="/search", properties={"ab": "B", "x": "y"}), None),
+    (event(ts="2025-06-10T05:04:00Z"), None),
+    (event(ts="2025-06-10T07:04:00.250+02:00"), None),
+    (event(ts="2025-06-10T05:04:00"), None),
+    (event(properties={}), None),
+    (event(properties=None), None),
+    (b'{"event_id": "x", "page"', RejectReason.NOT_JSON),
+    (b"\xff\xfe not utf-8", RejectReason.NOT_JSON),
+    (b'{"page": "/a", "page": "/b"}', RejectReason.NOT_JSON),
+    (b'{"ts": NaN}', RejectReason.NOT_JSON),
+    (b'["/home", 1]', RejectReason.NOT_AN_OBJECT),
+    (b'"just a string"', RejectReason.NOT_AN_OBJECT),
+    (b"null", RejectReason.NOT_AN_OBJECT),
+    (event(page=...), RejectReason.MISSING_FIELD),
+    (event(event_id=...), RejectReason.MISSING_FIELD),
+    (event(page=None), RejectReason.WRONG_TYPE),
+    (event(user_id=7), RejectReason.WRONG_TYPE),
+    (event(ts=True), RejectReason.WRONG_TYPE),
+    (event(ts=1.5e12), RejectReason.WRONG_TYPE),
+    (event(ts=2**70), RejectReason.WRONG_TYPE),
+    (event(schema_version="1"), RejectReason.WRONG_TYPE),
+    (event(properties={"n": 1}), RejectReason.WRONG_TYPE),
+    (event(properties={"n": {"deep": "x"}}), RejectReason.WRONG_TYPE),
+    (event(properties=["a"]), RejectReason.WRONG_TYPE),
+    (event(user_agent="x" * (schema.MAX_TEXT_LENGTH + 1)), RejectReason.WRONG_TYPE),
+    (event(referrer="/a\tb"), RejectReason.WRONG_TYPE),
+    (event(ts="yesterday"), RejectReason.BAD_TIMESTAMP),
+    (event(ts=1_750_000_000), RejectReason.BAD_TIMESTAMP),
+    (event(ts=NOW + schema.MAX_FUTURE_SKEW_MS + 1), RejectReason.FUTURE_TIMESTAMP),
+    (event(ts=NOW + schema.MAX_FUTURE_SKEW_MS), None),
+    (event(page=""), RejectReason.BAD_PAGE),
+    (event(page="/home\n"), RejectReason.BAD_PAGE),
+    (event(page="/" + "p" * schema.MAX_PAGE_LENGTH), RejectReason.BAD_PAGE),
+    (event(page="/" + "p" * (schema.MAX_PAGE_LENGTH - 1)), None),
+    (event(page="/caf\u00e9/\u65e5\u672c"), None),
+    (event(properties={"pad": "x" * schema.MAX_EVENT_BYTES}), RejectReason.TOO_LARGE),
+    (event(schema_version=2), RejectReason.UNKNOWN_VERSION),
+    ({"schema_version": 3, "page_path": "/home"}, RejectReason.UNKNOWN_VERSION),
+]
+
+
+def corpus() -> list[tuple[bytes, RejectReason | None]]:
+    """The crafted cases plus a generated stream with every kind of malformed record in it."""
+    cases = [(encoded(raw), reason) for raw, reason in CRAFTED]
+    config = TrafficConfig(start_ms=NOW - 600_000, events_per_second=10, malformed_share=0.1, late_share=0.1)
+    cases += [(r.value, r.malformed) for r in generate(config, 3000)]
+    return cases

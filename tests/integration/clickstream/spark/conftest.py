@@ -1,0 +1,33 @@
+"""A fixture that runs the streaming application for real and always stops it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import local_stack
+import pytest
+import spark_jobs
+
+
+@pytest.fixture
+def streaming_job(kafka_broker, redis_server, tmp_path):
+    """Returns start(topic, dead_letter_topic, *extra_args, checkpoint=None) -> Popen; stops what it started."""
+    started: list[subprocess.Popen] = []
+
+    def start(topic: str, dead_letter_topic: str, *extra: str, checkpoint: Path | None = None) -> subprocess.Popen:
+        args = [
+            "--bootstrap-servers", kafka_broker.bootstrap_servers,
+            "--topic", topic,
+            "--dead-letter-topic", dead_letter_topic,
+            "--redis-url", f"redis://127.0.0.1:{redis_server.port}/0",
+            "--checkpoint-dir", str(checkpoint or tmp_path / "checkpoint"),
+            *extra,
+        ]  # fmt: skip
+        proc = spark_jobs.submit(spark_jobs.STREAMING_APP, args, tmp_path / f"streaming-{len(started)}.log")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        local_stack.stop_process(proc, grace=30)

@@ -1,0 +1,49 @@
+"""Helpers for tests that run the Spark applications under include/spark/ with spark-submit."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import local_stack
+from clickstream import redis_layout
+from clickstream.producing import BurstProducer
+from clickstream.schema import window_label
+from clickstream.traffic import GroundTruth, TrafficConfig, TrafficGenerator
+
+REPO = Path(__file__).resolve().parent.parent
+STREAMING_APP = REPO / "include/spark/clickstream_streaming.py"
+BATCH_APP = REPO / "include/spark/clickstream_batch.py"
+
+
+def submit(app: Path, args: list[str], log_path: Path) -> subprocess.Popen:
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            local_stack.spark_submit_command(app, *args), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    return proc
+
+
+def log_tail(proc: subprocess.Popen) -> str:
+    return Path(proc.log_path).read_text(errors="replace")[-4000:]  # type: ignore[attr-defined]
+
+
+def wait_exit(proc: subprocess.Popen, timeout: float) -> int:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the Spark job did not finish within {timeout}s:\n{log_tail(proc)}") from None
+
+
+def produce(bootstrap_servers: str, topic: str, config: TrafficConfig, count: int) -> None:
+    stats = BurstProducer({"bootstrap.servers": bootstrap_servers}).send(topic, TrafficGenerator(config).records(count))
+    assert stats.delivered == count, stats.to_dict()
+
+
+def redis_counts(client, truth: GroundTruth) -> dict[tuple[str, int], int]:
+    """What Redis holds for the pages and windows of ``truth``, keyed like ``truth.window_counts``."""
+    pages = {page for page, _ in truth.window_counts}
+    labels = {window_label(w): w for _, w in truth.window_counts}
+    cells = redis_layout.read_counts(client, pages)
+    return {(page, labels[label]): n for (page, label), n in cells.items() if label in labels}
