@@ -54,3 +54,75 @@ def test_in_order_stream_counts_equal_the_ground_truth(
     assert int(progress["batch_id"]) >= 3
     assert progress["newest_window"] == window_label(max(w for _, w in truth.window_counts))
     assert "watermark" in progress and int(progress["updated_ms"]) >= now
+
+
+def test_out_of_order_stream_within_the_watermark_counts_everything(
+    kafka_broker, topic_factory, redis_client, streaming_job
+):
+    topic, dlq = topic_factory("ooo", partitions=3), topic_factory("ooo-dlq", partitions=1)
+    config = TrafficConfig(
+        seed=8, start_ms=int(time.time() * 1000) - 300_000, events_per_second=80,
+        late_share=0.25, late_mean_delay_s=20, late_max_delay_s=90,
+    )  # fmt: skip
+    produce(kafka_broker.bootstrap_servers, topic, config, 24_000)
+    truth = ground_truth(config, 24_000)
+    assert truth.late > 5000
+
+    # Many small batches, so the watermark moves while late events keep arriving behind it.
+    job = streaming_job(topic, dlq, "--available-now", "--max-offsets-per-trigger", "3000", "--watermark", "3 minutes")
+    assert wait_exit(job, 300) == 0, log_tail(job)
+    assert redis_counts(redis_client, truth) == dict(truth.window_counts)
+
+
+def test_exactly_once_through_three_sigkills(kafka_broker, topic_factory, redis_client, streaming_job, tmp_path):
+    import json
+    import os
+    import random
+    import signal
+
+    topic, dlq = topic_factory("kill", partitions=3), topic_factory("kill-dlq", partitions=1)
+    config = TrafficConfig(
+        seed=13, start_ms=int(time.time() * 1000) - 400_000, events_per_second=100,
+        late_share=0.1, late_max_delay_s=60, malformed_share=0.01,
+    )  # fmt: skip
+    produce(kafka_broker.bootstrap_servers, topic, config, 40_000)
+    truth = ground_truth(config, 40_000)
+    checkpoint = tmp_path / "kill-checkpoint"
+    progress_key = redis_layout.progress_key("clickstream_counts")
+    rng = random.Random(os.environ.get("CLICKSTREAM_KILL_SEED", "20261128"))
+    kills = []
+
+    def batch_id() -> int:
+        value = redis_client.hget(progress_key, "batch_id")
+        return int(value) if value is not None else -1
+
+    for kill in range(3):
+        before = batch_id()
+        job = streaming_job(topic, dlq, "--max-offsets-per-trigger", "1500", "--watermark", "3 minutes",
+                            checkpoint=checkpoint)  # fmt: skip
+        # Wait until this run has committed a few batches of its own, then kill it at a random moment,
+        # most likely in the middle of a batch (Redis written, offsets not yet committed, or the reverse).
+        target = before + rng.randint(1, 4)
+        deadline = time.monotonic() + 180
+        while batch_id() < target and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.2)
+        assert job.poll() is None, log_tail(job)
+        time.sleep(rng.uniform(0.0, 1.5))
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+        kills.append(
+            {"kill": kill + 1, "batch_id_seen": batch_id(), "cells_in_redis": len(redis_counts(redis_client, truth))}
+        )
+
+    drain = ("--available-now", "--max-offsets-per-trigger", "20000", "--watermark", "3 minutes")
+    final = streaming_job(topic, dlq, *drain, checkpoint=checkpoint)
+    assert wait_exit(final, 300) == 0, log_tail(final)
+
+    counts = redis_counts(redis_client, truth)
+    differing = {cell: (counts.get(cell), n) for cell, n in truth.window_counts.items() if counts.get(cell) != n}
+    print("kill points:", json.dumps(kills))
+    print(f"final comparison: {len(truth.window_counts)} cells, {len(differing)} differ, "
+          f"{sum(counts.values())} counted of {truth.valid} valid events")  # fmt: skip
+    assert len(kills) == 3 and kills[0]["batch_id_seen"] < kills[-1]["batch_id_seen"]
+    assert differing == {}
+    assert set(counts) == set(truth.window_counts)
