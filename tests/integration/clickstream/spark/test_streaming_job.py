@@ -126,3 +126,44 @@ def test_exactly_once_through_three_sigkills(kafka_broker, topic_factory, redis_
     assert len(kills) == 3 and kills[0]["batch_id_seen"] < kills[-1]["batch_id_seen"]
     assert differing == {}
     assert set(counts) == set(truth.window_counts)
+
+
+def python_driver(spark_submit_pid: int):
+    """The application's Python process, a child of spark-submit's JVM (short-lived helpers are skipped)."""
+    import psutil
+
+    for child in psutil.Process(spark_submit_pid).children(recursive=True):
+        try:
+            if "clickstream_streaming.py" in " ".join(child.cmdline()):
+                return child
+        except psutil.Error:
+            continue
+    raise AssertionError("the streaming application's Python driver is not running")
+
+
+def test_sigterm_finishes_the_running_batch_and_exits_cleanly(
+    kafka_broker, topic_factory, redis_client, streaming_job, tmp_path
+):
+    import signal
+
+    topic, dlq = topic_factory("term", partitions=3), topic_factory("term-dlq", partitions=1)
+    config = TrafficConfig(seed=4, start_ms=int(time.time() * 1000) - 200_000, events_per_second=200)
+    produce(kafka_broker.bootstrap_servers, topic, config, 40_000)
+    job_checkpoint = tmp_path / "term-checkpoint"
+    # At most 400 events a second: a backlog of 100 s, so the signal always lands mid-stream.
+    job = streaming_job(topic, dlq, "--max-offsets-per-trigger", "400", checkpoint=job_checkpoint)
+    key = redis_layout.progress_key("clickstream_counts")
+    deadline = time.monotonic() + 120
+    while int(redis_client.hget(key, "batch_id") or -1) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # The Python driver is a child of spark-submit's JVM; SIGTERM goes to the driver, as a supervisor sends it.
+    driver = python_driver(job.pid)
+    driver.send_signal(signal.SIGTERM)
+    assert wait_exit(job, 120) == 0, log_tail(job)
+    assert "stopped cleanly" in log_tail(job)
+    # What it committed is consistent: resuming from the checkpoint ends exactly at the ground truth.
+    truth = ground_truth(config, 40_000)
+    assert 0 < sum(redis_counts(redis_client, truth).values()) < truth.valid
+    resumed = streaming_job(topic, dlq, "--available-now", checkpoint=job_checkpoint)
+    assert wait_exit(resumed, 180) == 0, log_tail(resumed)
+    assert redis_counts(redis_client, truth) == dict(truth.window_counts)
