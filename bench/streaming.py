@@ -1,0 +1,214 @@
+"""Streaming throughput and latency, beside the batch application on the same events, in one run.
+
+1. Sustained rate: a backlog is loaded into Kafka, then the streaming application (trigger as fast as
+   possible) works through it for at least ``--sustain-s`` seconds; the rate is the rows its counting
+   query committed over that time, read from the progress it writes to Redis.
+2. Latency: a fresh streaming job with a 1 s trigger, fed 1,000 events/s in real time; an event's
+   latency is from its send time (its event time) until Redis's window total includes it, polled
+   every 20 ms.
+3. Reference: the batch application recounts the sustained test's topic; its events/s (Spark session
+   start-up excluded) is the rate the streaming job is held against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+import local_stack  # noqa: E402
+import redis  # noqa: E402
+from clickstream import redis_layout  # noqa: E402
+from clickstream.producing import BurstProducer  # noqa: E402
+from clickstream.schema import window_label, window_start_ms  # noqa: E402
+from clickstream.traffic import TrafficConfig, TrafficGenerator  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+STREAMING_APP = REPO / "include/spark/clickstream_streaming.py"
+BATCH_APP = REPO / "include/spark/clickstream_batch.py"
+TARGETS = {"sustained_events_per_s": 100_000, "ratio_to_batch": 0.7, "p50_ms": 1000, "p95_ms": 2000,
+           "batch_events_per_s": 300_000}  # fmt: skip
+
+
+def spark_job(app: Path, args: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen(local_stack.spark_submit_command(app, *args, master="local[*]"), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+
+def sustained(broker, redis_port: int, workdir: Path, topic: str, dlq: str, events: int, sustain_s: float) -> dict:
+    client = redis.Redis(port=redis_port)
+    client.flushdb()
+    args = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic, "--dead-letter-topic", dlq,
+            "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--checkpoint-dir", str(workdir / "ckpt-sustained"),
+            "--trigger", "0 seconds", "--max-offsets-per-trigger", "250000"]  # fmt: skip
+    job = spark_job(STREAMING_APP, args, workdir / "sustained.log")
+    key = redis_layout.progress_key("clickstream_counts")
+    batches: dict[int, tuple[float, int]] = {}  # batch id -> (time seen, input rows)
+    try:
+        deadline = time.monotonic() + sustain_s + 600
+        while time.monotonic() < deadline and job.poll() is None:
+            raw = client.hgetall(key)
+            if b"batch_id" in raw:
+                batch = int(raw[b"batch_id"])
+                if batch not in batches:
+                    batches[batch] = (time.monotonic(), int(raw[b"input_rows"]))
+            total = sum(rows for _, rows in batches.values())
+            measured = [b for b in batches if b >= 1]
+            if measured and batches[max(measured)][0] - batches[min(measured)][0] >= sustain_s:
+                break
+            if total >= events:
+                raise RuntimeError(f"the backlog of {events:,} events ran out before {sustain_s:.0f}s: load more")
+            time.sleep(0.05)
+    finally:
+        local_stack.stop_process(job, grace=60)
+    # Batch 0 includes start-up; the window runs from the end of batch 1 to the end of the last one seen.
+    ordered = sorted(b for b in batches if b >= 1)
+    first, last = ordered[0], ordered[-1]
+    seconds = batches[last][0] - batches[first][0]
+    rows = sum(batches[b][1] for b in ordered[1:])
+    return {"seconds": round(seconds, 1), "rows": rows, "events_per_s": rows / seconds, "batches": len(ordered) - 1}
+
+
+def latency(broker, redis_port: int, workdir: Path, topic: str, dlq: str, seconds: float) -> dict:
+    client = redis.Redis(port=redis_port)
+    client.flushdb()
+    args = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic, "--dead-letter-topic", dlq,
+            "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--checkpoint-dir", str(workdir / "ckpt-latency"),
+            "--trigger", "1 second", "--starting-offsets", "latest"]  # fmt: skip
+    job = spark_job(STREAMING_APP, args, workdir / "latency.log")
+    key = redis_layout.progress_key("clickstream_counts")
+    try:
+        deadline = time.monotonic() + 180
+        while client.hget(key, "state") is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(5)  # the first (empty) batches are behind us
+        rate, count = 1000.0, int(seconds * 1000)
+        config = TrafficConfig(seed=99, start_ms=int(time.time() * 1000), events_per_second=rate, bot_share=0.0)
+        records = list(TrafficGenerator(config).records(count))
+        # Rank of each event within its window: the window total that includes it.
+        ranks, seen = [], {}
+        for r in records:
+            w = window_start_ms(r.ts)
+            seen[w] = seen.get(w, 0) + 1
+            ranks.append((w, seen[w], r.ts))
+        reached: dict[int, list[tuple[float, int]]] = {}
+        done = threading.Event()
+
+        def poll() -> None:
+            poller = redis.Redis(port=redis_port)
+            while not done.is_set():
+                now_ms = time.time() * 1000
+                pipe = poller.pipeline(transaction=False)
+                windows = sorted(seen)
+                for w in windows:
+                    pipe.hget(redis_layout.window_key(window_label(w)), "total")
+                for w, total in zip(windows, pipe.execute(), strict=True):
+                    if total is not None:
+                        reached.setdefault(w, []).append((now_ms, int(total)))
+                time.sleep(0.02)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        producer = BurstProducer({"bootstrap.servers": broker.bootstrap_servers})
+        producer.send(topic, records, rate=rate)
+        time.sleep(8)
+        done.set()
+        poller.join()
+    finally:
+        local_stack.stop_process(job, grace=60)
+    latencies = []
+    for w, rank, ts in ranks:
+        first = next((t for t, total in reached.get(w, []) if total >= rank), None)
+        if first is not None:
+            latencies.append(max(0.0, first - ts))
+    latencies.sort()
+    missing = len(ranks) - len(latencies)
+    return {
+        "events": len(ranks),
+        "not_seen": missing,
+        "p50_ms": latencies[len(latencies) // 2],
+        "p95_ms": latencies[int(len(latencies) * 0.95)],
+        "mean_ms": statistics.fmean(latencies),
+    }
+
+
+def batch(broker, redis_port: int, workdir: Path, topic: str) -> dict:
+    report = workdir / "batch-report.json"
+    args = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic,
+            "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--report-file", str(report)]  # fmt: skip
+    job = spark_job(BATCH_APP, args, workdir / "batch.log")
+    if job.wait(1800) != 0:
+        raise RuntimeError(f"the batch application failed; see {workdir / 'batch.log'}")
+    data = json.loads(report.read_text())
+    return {"events": data["events_read"], "events_per_s": data["events_per_s"], "seconds": data["seconds"]}
+
+
+def run(events: int = 12_000_000, sustain_s: float = 180.0, latency_s: float = 60.0) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="clickstream-bench-streaming-"))
+    broker = local_stack.KafkaBroker(workdir / "kafka", local_stack.free_port(), local_stack.free_port(), heap="1g")
+    broker.prepare()
+    redis_server = local_stack.RedisServer(workdir / "redis", local_stack.free_port(), persistent=False)
+    redis_server.prepare()
+    with (
+        local_stack.running("kafka", broker.command(), broker.healthy, workdir / "kafka.log", timeout=90),
+        local_stack.running("redis", redis_server.command(), redis_server.healthy, workdir / "redis.log"),
+    ):
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        for name, partitions in (("backlog", 2), ("live", 2), ("dlq", 1)):
+            admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(30)
+        print(f"[bench] streaming: loading a backlog of {events:,} events", flush=True)
+        config = TrafficConfig(seed=5, start_ms=int(time.time() * 1000) - events // 1000 * 1000,
+                               events_per_second=1000.0)  # fmt: skip
+        loaded = BurstProducer({"bootstrap.servers": broker.bootstrap_servers}).send(
+            "backlog", TrafficGenerator(config).records(events)
+        )
+        assert loaded.delivered == events, loaded.to_dict()
+        print(f"[bench] streaming: sustained run ({sustain_s:.0f}s at least)", flush=True)
+        sus = sustained(broker, redis_server.port, workdir, "backlog", "dlq", events, sustain_s)
+        print(f"[bench] streaming: latency at 1,000 events/s for {latency_s:.0f}s", flush=True)
+        lat = latency(broker, redis_server.port, workdir, "live", "dlq", latency_s)
+        print("[bench] streaming: batch application over the same backlog", flush=True)
+        bat = batch(broker, redis_server.port, workdir, "backlog")
+    ratio = sus["events_per_s"] / bat["events_per_s"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print()
+    print("Streaming Kafka -> Spark -> Redis, local[*] on this machine, all figures from this run")
+    print(f"{'measure':<44} {'value':>14} {'target':>12} verdict")
+    rows = [
+        (f"sustained events/s ({sus['seconds']:.0f} s, {sus['batches']} batches)", f"{sus['events_per_s']:,.0f}",
+         ">= 100,000", verdict(sus["events_per_s"] >= TARGETS["sustained_events_per_s"])),
+        (f"batch application events/s ({bat['events']:,} events)", f"{bat['events_per_s']:,.0f}", ">= 300,000",
+         verdict(bat["events_per_s"] >= TARGETS["batch_events_per_s"])),
+        ("streaming / batch", f"{ratio:.2f}", ">= 0.70", verdict(ratio >= TARGETS["ratio_to_batch"])),
+        (f"event -> Redis latency p50 (1 s trigger, {lat['events']:,} events)", f"{lat['p50_ms']:,.0f} ms",
+         "<= 1,000 ms", verdict(lat["p50_ms"] <= TARGETS["p50_ms"])),
+        ("event -> Redis latency p95", f"{lat['p95_ms']:,.0f} ms", "<= 2,000 ms",
+         verdict(lat["p95_ms"] <= TARGETS["p95_ms"])),
+    ]  # fmt: skip
+    for label, value, target, ok in rows:
+        print(f"{label:<44} {value:>14} {target:>12} {ok}")
+    if lat["not_seen"]:
+        print(f"warning: {lat['not_seen']} events never showed up in Redis during the latency run")
+    return {"sustained": sus, "latency": lat, "batch": bat, "ratio": ratio}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=12_000_000, help="backlog for the sustained run")
+    parser.add_argument("--sustain-s", type=float, default=180.0)
+    parser.add_argument("--latency-s", type=float, default=60.0)
+    args = parser.parse_args()
+    run(args.events, args.sustain_s, args.latency_s)
