@@ -8,8 +8,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import producer
+import streaming
 
-BENCHMARKS = {"producer": producer.run}
+BENCHMARKS = {"producer": producer.run, "streaming": streaming.run}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(BENCHMARKS)

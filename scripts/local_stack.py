@@ -191,6 +191,90 @@ class RedisServer:
             return False
 
 
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class PostgresServer:
+    """Debian's PostgreSQL as Airflow's metadata DB, its cluster in ``workdir``, trusting loopback only.
+
+    PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user (which the Debian
+    package creates), and ``workdir`` must be reachable by that user.
+    """
+
+    workdir: Path
+    port: int
+    database: str = "airflow"
+    user: str = "airflow"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def run_as(self) -> str | None:
+        return "postgres" if os.geteuid() == 0 else None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    @staticmethod
+    def binary(name: str) -> str:
+        candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
+        found = str(candidates[-1]) if candidates else shutil.which(name)
+        if not found:
+            raise StackError(f"PostgreSQL's {name} is not installed: run `make setup` (Debian package postgresql)")
+        return found
+
+    def _as_owner(self, cmd: list[str]) -> list[str]:
+        return ["runuser", "-u", self.run_as, "--", *cmd] if self.run_as else cmd
+
+    def prepare(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "run").mkdir(exist_ok=True)
+        if self.run_as:
+            shutil.chown(self.workdir, self.run_as, self.run_as)
+            shutil.chown(self.workdir / "run", self.run_as, self.run_as)
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        initdb = [self.binary("initdb"), "-D", str(self.data_dir), "-U", self.user, "--auth=trust", "-E", "UTF8"]
+        result = subprocess.run(self._as_owner(initdb), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise StackError(
+                f"initdb in {self.data_dir} failed (as root, the postgres user must be able to reach that folder; "
+                f"set CLICKSTREAM_STATE to one it can):\n{result.stderr[-2000:]}"
+            )
+
+    def command(self) -> list[str]:
+        return [
+            self.binary("postgres"), "-D", str(self.data_dir), "-p", str(self.port), "-k", str(self.workdir / "run"),
+            "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=100",
+        ]  # fmt: skip
+
+    def healthy(self) -> bool:
+        import psycopg2
+
+        try:
+            psycopg2.connect(
+                host="127.0.0.1", port=self.port, user=self.user, dbname="postgres", connect_timeout=2
+            ).close()
+            return True
+        except psycopg2.Error:
+            return False
+
+    def ensure_database(self) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{self.database}"')
+        conn.close()
+
+
 # --------------------------------------------------------------------------- Spark
 
 
@@ -287,6 +371,9 @@ class Part:
     healthy: Callable[[], bool]
     start_timeout: float = 120
     stopwaitsecs: int = 30
+    # Airflow's components start only once their metadata DB is migrated (see `up`).
+    autostart: bool = True
+    user: str | None = None
 
     @property
     def log_file(self) -> Path:
@@ -331,18 +418,31 @@ def stack_redis() -> RedisServer:
     return RedisServer(STATE / "redis", _port("CLICKSTREAM_REDIS_PORT", 6379))
 
 
-def stack_parts(kafka: KafkaBroker, redis_server: RedisServer, since: float = 0.0) -> list[Part]:
+def stack_postgres() -> PostgresServer | None:
+    """The metadata DB server when ``CLICKSTREAM_AIRFLOW_DB=postgres``; None for the embedded SQLite default."""
+    choice = os.environ.get("CLICKSTREAM_AIRFLOW_DB", "sqlite")
+    if choice not in ("sqlite", "postgres"):
+        raise StackError(f"CLICKSTREAM_AIRFLOW_DB must be sqlite or postgres, not {choice!r}")
+    if choice == "sqlite":
+        return None
+    return PostgresServer(STATE / "postgres", _port("CLICKSTREAM_POSTGRES_PORT", 5432))
+
+
+def stack_parts(
+    kafka: KafkaBroker, redis_server: RedisServer, postgres: PostgresServer | None = None, since: float = 0.0
+) -> list[Part]:
     airflow = str(VENV_BIN / "airflow")
     api_port = _port("CLICKSTREAM_AIRFLOW_PORT", 8080)
     parts = [
         Part("kafka", kafka.command(), kafka.port, kafka.healthy),
         Part("redis", redis_server.command(), redis_server.port, redis_server.healthy),
     ]
+    if postgres is not None:
+        parts.append(Part("postgres", postgres.command(), postgres.port, postgres.healthy, user=postgres.run_as))
     for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
         port = api_port if component == "api-server" else None
-        parts.append(
-            Part(f"airflow-{component}", [airflow, component], port, _airflow_component_healthy(component, since), 180)
-        )
+        check = _airflow_component_healthy(component, since)
+        parts.append(Part(f"airflow-{component}", [airflow, component], port, check, 180, autostart=False))
     return parts
 
 
@@ -383,7 +483,7 @@ def write_supervisor_conf(parts: list[Part]) -> None:
         lines += [
             f"[program:{part.name}]",
             "command=" + " ".join(_supervisor_quote(arg) for arg in part.command),
-            "autostart=true",
+            f"autostart={'true' if part.autostart else 'false'}",
             "autorestart=true",
             "startsecs=3",
             "startretries=3",
@@ -391,6 +491,7 @@ def write_supervisor_conf(parts: list[Part]) -> None:
             f"stopwaitsecs={part.stopwaitsecs}",
             "stopasgroup=true",
             "killasgroup=true",
+            *([f"user={part.user}"] if part.user else []),
             "redirect_stderr=true",
             f"stdout_logfile={part.log_file}",
             "stdout_logfile_maxbytes=20MB",
@@ -461,42 +562,57 @@ def up(timeout_scale: float = 1.0) -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "logs").mkdir(exist_ok=True)
     _stack_secrets()
-    kafka, redis_server = stack_kafka(), stack_redis()
-    parts = stack_parts(kafka, redis_server, since=time.time())
+    kafka, redis_server, postgres = stack_kafka(), stack_redis(), stack_postgres()
+    started = time.monotonic()
     if supervisord_running():
         print("[up] the stack is already running; checking its health")
-        parts = stack_parts(kafka, redis_server)  # running components' heartbeats predate this call
+        parts = stack_parts(kafka, redis_server, postgres)  # running components' heartbeats predate this call
         supervisorctl("start", "all")
-    else:
-        check_ports_free(
-            {
-                "kafka": (kafka.port, "CLICKSTREAM_KAFKA_PORT"),
-                "kafka controller": (kafka.controller_port, "CLICKSTREAM_KAFKA_CONTROLLER_PORT"),
-                "redis": (redis_server.port, "CLICKSTREAM_REDIS_PORT"),
-                "airflow api-server": (_port("CLICKSTREAM_AIRFLOW_PORT", 8080), "CLICKSTREAM_AIRFLOW_PORT"),
-            }
-        )
-        kafka.prepare()
-        redis_server.prepare()
-        print("[up] migrating the Airflow metadata DB", flush=True)
-        _prepare_airflow()
-        write_supervisor_conf(parts)
-        result = subprocess.run(
-            [str(VENV_BIN / "supervisord"), "-c", str(SUPERVISOR_CONF)], capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            raise StackError(f"supervisord did not start: {result.stderr or result.stdout}")
-    wait_healthy(parts, time.monotonic(), timeout_scale)
+        wait_healthy(parts, started, timeout_scale)
+        return
+    ports = {
+        "kafka": (kafka.port, "CLICKSTREAM_KAFKA_PORT"),
+        "kafka controller": (kafka.controller_port, "CLICKSTREAM_KAFKA_CONTROLLER_PORT"),
+        "redis": (redis_server.port, "CLICKSTREAM_REDIS_PORT"),
+        "airflow api-server": (_port("CLICKSTREAM_AIRFLOW_PORT", 8080), "CLICKSTREAM_AIRFLOW_PORT"),
+    }
+    if postgres is not None:
+        ports["postgres"] = (postgres.port, "CLICKSTREAM_POSTGRES_PORT")
+    check_ports_free(ports)
+    parts = stack_parts(kafka, redis_server, postgres, since=time.time())
+    kafka.prepare()
+    redis_server.prepare()
+    if postgres is not None:
+        postgres.prepare()
+    write_supervisor_conf(parts)
+    result = subprocess.run(
+        [str(VENV_BIN / "supervisord"), "-c", str(SUPERVISOR_CONF)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise StackError(f"supervisord did not start: {result.stderr or result.stdout}")
+    ready: dict[str, float] = {}
+    if postgres is not None:
+        os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", postgres.url)
+        wait_healthy([p for p in parts if p.name == "postgres"], started, timeout_scale, ready)
+        postgres.ensure_database()
+    print("[up] migrating the Airflow metadata DB", flush=True)
+    _prepare_airflow()
+    started_airflow = supervisorctl("start", *(p.name for p in parts if not p.autostart))
+    if started_airflow.returncode != 0:
+        raise StackError(f"supervisorctl could not start Airflow: {started_airflow.stdout} {started_airflow.stderr}")
+    wait_healthy(parts, started, timeout_scale, ready)
 
 
-def wait_healthy(parts: list[Part], started_at: float, timeout_scale: float = 1.0) -> dict[str, float]:
+def wait_healthy(
+    parts: list[Part], started_at: float, timeout_scale: float = 1.0, ready: dict[str, float] | None = None
+) -> dict[str, float]:
     """Poll every part until all answer their health check; fail naming the first that does not.
 
     Parts start together under supervisord, so each one's start-up time is measured from the
     same moment: when its health check first passed.
     """
-    ready: dict[str, float] = {}
-    while len(ready) < len(parts):
+    ready = {} if ready is None else ready
+    while any(part.name not in ready for part in parts):
         elapsed = time.monotonic() - started_at
         for part in parts:
             if part.name in ready:

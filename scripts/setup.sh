@@ -14,11 +14,13 @@ inputs_hash() { cat "$@" | sha256sum | cut -d' ' -f1; }
 done_before() { local name=$1; shift; [ -f "$stamp_dir/$name" ] && [ "$(cat "$stamp_dir/$name")" = "$(inputs_hash "$@")" ]; }
 mark_done() { local name=$1; shift; inputs_hash "$@" > "$stamp_dir/$name"; }
 
-# 1. System packages (Debian): Java for Kafka and Spark, Maven for the jars, Redis.
+# 1. System packages (Debian): Java for Kafka and Spark, Maven for the jars, Redis, PostgreSQL.
 need_apt=()
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# PostgreSQL, for CLICKSTREAM_AIRFLOW_DB=postgres (runuser, from util-linux, runs it as its own user).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || { echo "[setup] missing ${need_apt[*]} and no apt-get: install them yourself" >&2; exit 1; }
   log "installing Debian packages: ${need_apt[*]}"

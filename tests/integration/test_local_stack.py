@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,8 +20,14 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def stack_env(state: Path, **ports: int) -> dict[str, str]:
+def stack_env(state: Path, db: str = "sqlite", **ports: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
+    env["CLICKSTREAM_AIRFLOW_DB"] = db
+    if db == "postgres":
+        env["CLICKSTREAM_POSTGRES_PORT"] = str(ports["postgres"])
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = (
+            f"postgresql+psycopg2://airflow@127.0.0.1:{ports['postgres']}/airflow"
+        )
     env.update(
         CLICKSTREAM_STATE=str(state),
         AIRFLOW_HOME=str(state / "airflow"),
@@ -47,7 +55,14 @@ def stack(action: str, env: dict[str, str], timeout: float = 400) -> subprocess.
 
 
 def free_ports() -> dict[str, int]:
-    return {name: local_stack.free_port() for name in ("kafka", "controller", "redis", "airflow")}
+    return {name: local_stack.free_port() for name in ("kafka", "controller", "redis", "airflow", "postgres")}
+
+
+def state_dir() -> Path:
+    """A state folder that PostgreSQL's own user can reach when the tests run as root (pytest's are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="clickstream-stack-", dir="/tmp"))
+    path.chmod(0o755)
+    return path
 
 
 def test_taken_port_fails_fast_naming_the_port_and_the_variable(tmp_path):
@@ -64,23 +79,27 @@ def test_taken_port_fails_fast_naming_the_port_and_the_variable(tmp_path):
     assert not (tmp_path / "state" / "supervisord.pid").exists()
 
 
-def test_up_runs_a_dag_on_the_real_scheduler_and_down_stops_everything(tmp_path):
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_up_runs_a_dag_on_the_real_scheduler_and_down_stops_everything(db):
     ports = free_ports()
-    env = stack_env(tmp_path / "state", **ports)
+    state = state_dir()
+    env = stack_env(state / "state", db, **ports)
     try:
         up = stack("up", env)
         assert up.returncode == 0, up.stdout + up.stderr
-        for part in (
+        parts = [
             "kafka",
             "redis",
             "airflow-api-server",
             "airflow-scheduler",
             "airflow-dag-processor",
             "airflow-triggerer",
-        ):
+        ]
+        parts += ["postgres"] if db == "postgres" else []
+        for part in parts:
             assert f"[up] {part} " in up.stdout
         status = stack("status", env)
-        assert status.stdout.count("RUNNING") == 6, status.stdout
+        assert status.stdout.count("RUNNING") == len(parts), status.stdout
 
         # A second `up` on a running stack is a health check, not a second stack.
         again = stack("up", env)
@@ -99,5 +118,10 @@ def test_up_runs_a_dag_on_the_real_scheduler_and_down_stops_everything(tmp_path)
     finally:
         down = stack("down", env)
     assert down.returncode == 0, down.stderr
-    for name in ("kafka", "redis", "airflow"):
+    for name in ("kafka", "redis", "airflow", *(["postgres"] if db == "postgres" else [])):
         assert not local_stack.port_in_use(ports[name]), f"{name} still listens on {ports[name]} after down"
+    if db == "postgres":
+        # The runs went to PostgreSQL, not to a SQLite file.
+        assert (state / "state" / "postgres" / "data" / "PG_VERSION").exists()
+        assert not (state / "state" / "airflow" / "airflow.db").exists()
+    shutil.rmtree(state, ignore_errors=True)
