@@ -22,12 +22,11 @@ from clickstream.spark.transforms import dead_letters, invalid_events, valid_eve
 log = logging.getLogger(__name__)
 
 
-class WindowCountsSink:
-    """Absolute per-page window counts (Spark's running totals) into ``click_count:<page>`` and friends."""
+class _RedisSink:
+    """A foreachBatch sink holding one Redis client, opened on first use (on the driver)."""
 
-    def __init__(self, redis_url: str, retention_ms: int | None) -> None:
+    def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
-        self.retention_ms = retention_ms
         self._client: redis.Redis | None = None
 
     @property
@@ -35,6 +34,14 @@ class WindowCountsSink:
         if self._client is None:
             self._client = redis.Redis.from_url(self.redis_url)
         return self._client
+
+
+class WindowCountsSink(_RedisSink):
+    """Absolute per-page window counts (Spark's running totals) into ``click_count:<page>`` and friends."""
+
+    def __init__(self, redis_url: str, retention_ms: int | None) -> None:
+        super().__init__(redis_url)
+        self.retention_ms = retention_ms
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         rows = [(r.page, r.window_start_ms, r["count"]) for r in batch.collect()]
@@ -42,7 +49,7 @@ class WindowCountsSink:
         log.info("batch %d: %d window cells written, %d windows expired", batch_id, len(rows), expired)
 
 
-class RawEventsSink:
+class RawEventsSink(_RedisSink):
     """Dead letters to Kafka (original bytes, reason in headers) and each window's users to a HyperLogLog.
 
     Dead letters are at-least-once: a batch replayed after a crash writes its dead letters again, with
@@ -50,16 +57,9 @@ class RawEventsSink:
     """
 
     def __init__(self, redis_url: str, bootstrap_servers: str, dead_letter_topic: str) -> None:
-        self.redis_url = redis_url
+        super().__init__(redis_url)
         self.bootstrap_servers = bootstrap_servers
         self.dead_letter_topic = dead_letter_topic
-        self._client: redis.Redis | None = None
-
-    @property
-    def client(self) -> redis.Redis:
-        if self._client is None:
-            self._client = redis.Redis.from_url(self.redis_url)
-        return self._client
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         batch.persist()

@@ -2,26 +2,13 @@ from __future__ import annotations
 
 import json
 
+import corpus
 import pytest
 from clickstream import schema
 from clickstream.schema import InvalidEvent, RejectReason, validate
 
-NOW = 1_750_000_000_000
-
-
-def event(**overrides):
-    base = {
-        "event_id": "0b0f6e3a-1d2c-4b5a-8c7d-000000000001",
-        "schema_version": 1,
-        "user_id": "u000001",
-        "session_id": "s-1",
-        "page": "/home",
-        "referrer": None,
-        "user_agent": "Mozilla/5.0",
-        "ts": NOW - 1000,
-    }
-    base.update(overrides)
-    return {k: v for k, v in base.items() if v is not ...}
+NOW = corpus.NOW
+event = corpus.event
 
 
 def reason_of(raw) -> RejectReason:
