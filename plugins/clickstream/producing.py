@@ -92,14 +92,9 @@ class BurstProducer:
         if not self.config.get("bootstrap.servers"):
             raise ProducerError("no bootstrap.servers: pass --bootstrap-servers or a Kafka connection that has them")
         self.connect_timeout_s = connect_timeout_s
-        self._errors: list[str] = []
-        self.config.setdefault("error_cb", self._on_client_error)
         # librdkafka's own log lines go through Python logging (the task log under Airflow), not raw stderr.
         self.config.setdefault("logger", logging.getLogger("clickstream.kafka"))
         self.producer = Producer(self.config)
-
-    def _on_client_error(self, err: KafkaError) -> None:
-        self._errors.append(str(err))
 
     def check_topic(self, topic: str) -> int:
         """Fail fast, with the fix, when the broker is unreachable or the topic is missing; return its partitions."""
