@@ -44,3 +44,9 @@ export AIRFLOW_CONFIG="${AIRFLOW_CONFIG:-$CLICKSTREAM_HOME/airflow_home/airflow.
 export AIRFLOW_CONN_KAFKA_DEFAULT="${AIRFLOW_CONN_KAFKA_DEFAULT:-{\"conn_type\": \"kafka\", \"extra\": {\"bootstrap.servers\": \"127.0.0.1:$CLICKSTREAM_KAFKA_PORT\", \"group.id\": \"clickstream\"\}\}}"
 export AIRFLOW_CONN_REDIS_DEFAULT="${AIRFLOW_CONN_REDIS_DEFAULT:-redis://127.0.0.1:$CLICKSTREAM_REDIS_PORT/0}"
 export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"local[*]\", \"extra\": {\"deploy-mode\": \"client\"\}\}}"
+
+# Airflow Variable read by the Spark tasks: the Kafka connector jars, comma-separated.
+if [ -z "${AIRFLOW_VAR_CLICKSTREAM_SPARK_JARS:-}" ] && [ -d "$CLICKSTREAM_SPARK_JARS_DIR" ]; then
+  AIRFLOW_VAR_CLICKSTREAM_SPARK_JARS="$(find "$CLICKSTREAM_SPARK_JARS_DIR" -maxdepth 1 -name '*.jar' | sort | paste -sd, -)"
+  export AIRFLOW_VAR_CLICKSTREAM_SPARK_JARS
+fi

@@ -128,6 +128,8 @@ def airflow_env(kafka_broker: local_stack.KafkaBroker, redis_server: local_stack
     os.environ["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps({"conn_type": "kafka", "extra": kafka_extra})
     os.environ["AIRFLOW_CONN_REDIS_DEFAULT"] = f"redis://127.0.0.1:{redis_server.port}/0"
     os.environ["AIRFLOW_CONN_SPARK_DEFAULT"] = '{"conn_type": "spark", "host": "local[2]"}'
+    jars_dir = Path(os.environ.get("CLICKSTREAM_SPARK_JARS_DIR", REPO / ".deps/spark-kafka"))
+    os.environ["AIRFLOW_VAR_CLICKSTREAM_SPARK_JARS"] = ",".join(sorted(str(p) for p in jars_dir.glob("*.jar")))
     result = subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
         capture_output=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from clickstream.traffic import GroundTruth, TrafficConfig, TrafficGenerator
 REPO = Path(__file__).resolve().parent.parent
 STREAMING_APP = REPO / "include/spark/clickstream_streaming.py"
 BATCH_APP = REPO / "include/spark/clickstream_batch.py"
+JARS_DIR = Path(os.environ.get("CLICKSTREAM_SPARK_JARS_DIR", REPO / ".deps/spark-kafka"))
 
 
 def submit(app: Path, args: list[str], log_path: Path) -> subprocess.Popen:

@@ -18,13 +18,13 @@ import signal
 import sys
 import time
 
+from clickstream.redis_layout import COUNTS_QUERY, RAW_QUERY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from clickstream.spark.sinks import RawEventsSink, RedisProgressListener, WindowCountsSink
 from clickstream.spark.transforms import parse_events, valid_events, window_counts
 from pyspark.sql import SparkSession
 
 log = logging.getLogger("clickstream.streaming")
-COUNTS_QUERY, RAW_QUERY = "clickstream_counts", "clickstream_raw"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

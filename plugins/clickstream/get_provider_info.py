@@ -29,15 +29,30 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Clickstream",
-                "python-modules": ["clickstream.hooks.kafka_topics", "clickstream.hooks.producer"],
+                "python-modules": [
+                    "clickstream.hooks.kafka_topics",
+                    "clickstream.hooks.producer",
+                    "clickstream.hooks.redis",
+                    "clickstream.hooks.spark_streaming",
+                ],
             }
         ],
         "operators": [
             {
                 "integration-name": "Clickstream",
-                "python-modules": ["clickstream.operators.kafka_topics", "clickstream.operators.producer_burst"],
+                "python-modules": [
+                    "clickstream.operators.kafka_topics",
+                    "clickstream.operators.producer_burst",
+                    "clickstream.operators.streaming",
+                    "clickstream.operators.reconcile",
+                ],
             }
         ],
-        "sensors": [],
-        "triggers": [],
+        "sensors": [{"integration-name": "Clickstream", "python-modules": ["clickstream.sensors.redis_sla"]}],
+        "triggers": [
+            {
+                "integration-name": "Clickstream",
+                "python-modules": ["clickstream.triggers.streaming_job", "clickstream.triggers.redis_sla"],
+            }
+        ],
     }

@@ -13,7 +13,8 @@ Around it, for dashboards and supervisors (all under ``clickstream:``):
 - ``clickstream:window:<label>:users``: HyperLogLog of the window's users;
 - ``clickstream:windows``: sorted set label -> window start (ms), for retention;
 - ``clickstream:pages``: set of pages seen, for retention;
-- ``clickstream:progress:<query>``: hash with the streaming query's latest progress.
+- ``clickstream:progress:<query>``: hash with the streaming query's latest progress;
+- ``clickstream:control:streaming``: hash a user sets to ask the supervised streaming job to stop.
 
 Every write sets absolute values (HSET, ZADD) or adds to a set (PFADD), so replaying a micro-batch
 changes nothing. The scripts keep each batch to one atomic round trip. They compute key names in
@@ -23,6 +24,7 @@ Lua, so they need a single Redis, not a Redis Cluster.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -53,6 +55,17 @@ def window_users_key(label: str) -> str:
 
 def progress_key(query: str) -> str:
     return f"{PREFIX}progress:{query}"
+
+
+# The streaming application's two queries, by the names their progress is stored under.
+COUNTS_QUERY, RAW_QUERY = "clickstream_counts", "clickstream_raw"
+STREAMING_QUERIES = (COUNTS_QUERY, RAW_QUERY)
+CONTROL_KEY = f"{PREFIX}control:streaming"
+
+
+def request_stop(client: Any, reason: str = "") -> None:
+    """Ask the supervised streaming job to stop cleanly (its Airflow task then succeeds)."""
+    client.hset(CONTROL_KEY, mapping={"command": "stop", "requested_ms": int(time.time() * 1000), "reason": reason})
 
 
 # ARGV: top_n, retention_ms (windows starting that long before the newest are removed; 0 keeps all),

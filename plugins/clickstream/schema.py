@@ -7,6 +7,7 @@ time in epoch milliseconds (ISO-8601 strings are accepted on input and normalise
 
 from __future__ import annotations
 
+import calendar
 import json
 import math
 import time
@@ -130,6 +131,11 @@ def window_start_ms(ts_ms: int) -> int:
 def window_label(start_ms: int) -> str:
     """The Redis hash field of a window, as the seed shows: ``2025-06-10T05:04:00`` (UTC)."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start_ms // 1000))
+
+
+def label_start_ms(label: str) -> int:
+    """The inverse of :func:`window_label`."""
+    return calendar.timegm(time.strptime(label, "%Y-%m-%dT%H:%M:%S")) * 1000
 
 
 def parse_ts(value: object) -> int:

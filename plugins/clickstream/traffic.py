@@ -229,7 +229,9 @@ class TrafficGenerator:
         elif kind is RejectReason.BAD_TIMESTAMP:
             good["ts"] = "the 3rd of never"
         elif kind is RejectReason.FUTURE_TIMESTAMP:
-            good["ts"] = ts + 24 * 3600 * 1000
+            # A century ahead: in the future whenever the traffic is replayed, even with an old start_ms
+            # (a day ahead of a year-old burst would be valid, and would push the watermark past everything).
+            good["ts"] = ts + 100 * 365 * 24 * 3600 * 1000
         elif kind is RejectReason.BAD_PAGE:
             good["page"] = page + "\u0007\n"
         elif kind is RejectReason.TOO_LARGE:
@@ -342,7 +344,16 @@ class GroundTruth:
             "last_window_ms": windows[-1] if windows else None,
             "windows": len(windows),
             "page_totals": dict(sorted(self.page_totals().items())),
+            "page_newest_window_ms": dict(sorted(self.page_newest_windows().items())),
         }
+
+    def page_newest_windows(self) -> dict[str, int]:
+        """Each page's newest window: where a fresh Redis must have reached for that page."""
+        newest: dict[str, int] = {}
+        for page, window in self.window_counts:
+            if window > newest.get(page, -1):
+                newest[page] = window
+        return newest
 
 
 def ground_truth(config: TrafficConfig, count: int) -> GroundTruth:

@@ -59,8 +59,9 @@ class ProduceClickstreamBurstOperator(BaseOperator):
     """Send ``events`` records at full speed, or ``duration_s`` seconds at ``rate`` events/s.
 
     The traffic is :mod:`clickstream.traffic`'s, reproducible from ``seed``. Returns (and so pushes to
-    XCom) ``{"topic", "delivery": {...}, "ground_truth": {...}}``: delivery counts and latencies, and a
-    digest of exactly what was sent, including the traffic config that regenerates it. Counts are also
+    XCom) ``{"topic", "delivery", "ground_truth", "kafka_time_range_ms"}``: delivery counts and latencies;
+    a digest of exactly what was sent, including the traffic config that regenerates it; and the Kafka
+    record-time range that holds the burst, for the reconciler. Counts are also
     emitted as Airflow StatsD metrics ``clickstream.producer.*``. Any undelivered record fails the task.
     """
 
@@ -137,6 +138,7 @@ class ProduceClickstreamBurstOperator(BaseOperator):
         truth = GroundTruth(config, count)
         try:
             producer = ClickstreamProducerHook(kafka_config_id=self.kafka_config_id).get_producer()
+            sent_from_ms = int(time.time() * 1000)
             stats = producer.send(self.topic, TrafficGenerator(config).records(count), rate=pace, truth=truth)
         except ProducerError as exc:
             raise AirflowException(str(exc)) from None
@@ -151,7 +153,14 @@ class ProduceClickstreamBurstOperator(BaseOperator):
         if delivery["latency_p99_ms"] is not None:
             Stats.timing("clickstream.producer.delivery_latency_p99", delivery["latency_p99_ms"], tags=tags)
         self.log.info("Delivery: %s", delivery)
-        result = {"topic": self.topic, "delivery": delivery, "ground_truth": summary}
+        # Kafka stamps each record when it is produced: this range selects the burst for the reconciler.
+        sent_range_ms = [sent_from_ms, int(time.time() * 1000) + 1]
+        result = {
+            "topic": self.topic,
+            "delivery": delivery,
+            "ground_truth": summary,
+            "kafka_time_range_ms": sent_range_ms,
+        }
         if stats.failed or stats.delivered != count:
             context["ti"].xcom_push(key="failed_burst", value=result)
             raise AirflowException(

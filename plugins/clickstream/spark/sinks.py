@@ -95,10 +95,11 @@ class RedisProgressListener(StreamingQueryListener):
 
     def onQueryStarted(self, event: Any) -> None:
         self._names[str(event.id)] = event.name or str(event.id)
-        self.client.hset(
-            self._key(event.id),
-            mapping={"run_id": str(event.runId), "started_ms": int(time.time() * 1000), "state": "running"},
-        )
+        key = self._key(event.id)
+        pipe = self.client.pipeline()  # a fresh hash: nothing from a previous run (its error, its state) lingers
+        pipe.delete(key)
+        pipe.hset(key, mapping={"run_id": str(event.runId), "started_ms": int(time.time() * 1000), "state": "running"})
+        pipe.execute()
 
     def onQueryProgress(self, event: Any) -> None:
         progress = event.progress

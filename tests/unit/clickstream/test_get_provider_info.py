@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 
 from clickstream import __version__
@@ -18,3 +19,12 @@ def test_entry_points_point_at_real_objects():
     assert provider.load() is get_provider_info
     (plugin,) = [ep for ep in eps.select(group="airflow.plugins") if ep.name == "clickstream"]
     assert plugin.load().name == "clickstream"
+
+
+def test_every_module_the_provider_lists_imports():
+    info = get_provider_info()
+    kinds = ("hooks", "operators", "sensors", "triggers")
+    modules = [m for kind in kinds for entry in info[kind] for m in entry["python-modules"]]
+    assert "clickstream.triggers.streaming_job" in modules and "clickstream.sensors.redis_sla" in modules
+    for module in modules:
+        importlib.import_module(module)

@@ -1,0 +1,92 @@
+"""clickstream_pipeline: page views through Kafka and Spark into Redis, checked end to end.
+
+    create_kafka_topic >> start_producer >> stream_clicks >> run_spark_batch >> verify_redis
+
+- create_kafka_topic: the events topic and its dead-letter topic, idempotently.
+- start_producer: a burst of synthetic page views; its XCom is the ground truth.
+- stream_clicks: the Spark streaming job, supervised by a deferrable trigger. Here it runs bounded:
+  it drains what the topic holds and stops cleanly, restarting from its checkpoint if it crashes.
+  (``clickstream_streaming`` runs the same job for good.)
+- run_spark_batch: the batch reconciler recounts the burst from Kafka, repairs late events in Redis,
+  and reports (XCom).
+- verify_redis: the burst's counts are in Redis, fresh and complete (deferrable SLA sensor).
+
+Connections: kafka_default, redis_default, spark_default. Variable ``clickstream_spark_jars``: the
+Spark Kafka connector jars, comma-separated (empty when they are in Spark's own jars folder).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow.sdk import DAG, Param
+from clickstream.operators.kafka_topics import CreateClickstreamTopicsOperator
+from clickstream.operators.producer_burst import ProduceClickstreamBurstOperator
+from clickstream.operators.reconcile import ReconcileClickstreamOperator
+from clickstream.operators.streaming import ClickstreamStreamingOperator
+from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
+from clickstream.sensors.redis_sla import ClickstreamRedisSlaSensor
+
+SPARK_APPS = Path(__file__).resolve().parent.parent / "include" / "spark"
+SPARK_JARS = "{{ var.value.get('clickstream_spark_jars', '') }}"
+
+with DAG(
+    dag_id="clickstream_pipeline",
+    schedule=None,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["clickstream"],
+    default_args={"retries": 0},
+    params={
+        "events": Param(5000, type="integer", minimum=1, description="burst size"),
+        "rate": Param(None, type=["null", "number"], description="events/s; empty sends at full speed"),
+        "late_share": Param(0.01, type="number", minimum=0, maximum=1),
+        "malformed_share": Param(0.01, type="number", minimum=0, maximum=1),
+        "watermark": Param("2 minutes", type="string", description="how late an event may be and still count"),
+        "freshness_s": Param(300, type="number", minimum=1, description="verify_redis: newest window max age"),
+        "repair": Param(True, type="boolean", description="run_spark_batch overwrites cells Redis holds short"),
+        "exact_totals": Param(False, type="boolean", description="fail on over-counts (nothing else on the topic)"),
+        "topic": Param(TOPIC, type="string"),
+        "dead_letter_topic": Param(DEAD_LETTER_TOPIC, type="string"),
+    },
+) as dag:
+    create_kafka_topic = CreateClickstreamTopicsOperator(
+        task_id="create_kafka_topic",
+        topic="{{ params.topic }}",
+        dead_letter_topic="{{ params.dead_letter_topic }}",
+    )
+    start_producer = ProduceClickstreamBurstOperator(
+        task_id="start_producer",
+        topic="{{ params.topic }}",
+        events="{{ params.events }}",
+        rate="{{ params.rate }}",
+        late_share="{{ params.late_share }}",
+        malformed_share="{{ params.malformed_share }}",
+    )
+    stream_clicks = ClickstreamStreamingOperator(
+        task_id="stream_clicks",
+        application=str(SPARK_APPS / "clickstream_streaming.py"),
+        mode="bounded",
+        topic="{{ params.topic }}",
+        dead_letter_topic="{{ params.dead_letter_topic }}",
+        watermark="{{ params.watermark }}",
+        jars=SPARK_JARS,
+    )
+    run_spark_batch = ReconcileClickstreamOperator(
+        task_id="run_spark_batch",
+        application=str(SPARK_APPS / "clickstream_batch.py"),
+        topic="{{ params.topic }}",
+        burst=start_producer.output,
+        repair="{{ params.repair }}",
+        jars=SPARK_JARS,
+    )
+    verify_redis = ClickstreamRedisSlaSensor(
+        task_id="verify_redis",
+        burst=start_producer.output,
+        report=run_spark_batch.output,
+        freshness_s="{{ params.freshness_s }}",
+        exact_totals="{{ params.exact_totals }}",
+        timeout=120,
+    )
+
+    create_kafka_topic >> start_producer >> stream_clicks >> run_spark_batch >> verify_redis

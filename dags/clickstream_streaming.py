@@ -1,0 +1,48 @@
+"""clickstream_streaming: the Spark streaming job kept alive for good, for production.
+
+    create_kafka_topic >> stream_clicks
+
+stream_clicks runs until asked to stop, restarting the job from its checkpoint when it crashes or
+stalls (up to ``max_restarts`` per task try; the task's own retries start a fresh budget). Ask it to
+stop with ``redis-cli HSET clickstream:control:streaming command stop requested_ms <epoch ms>`` (or
+``clickstream.redis_layout.request_stop``): the running batch finishes and the task succeeds.
+
+It shares the checkpoint with clickstream_pipeline's bounded job: run one or the other, not both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow.sdk import DAG, Param
+from clickstream.operators.kafka_topics import CreateClickstreamTopicsOperator
+from clickstream.operators.streaming import ClickstreamStreamingOperator
+
+SPARK_APPS = Path(__file__).resolve().parent.parent / "include" / "spark"
+
+with DAG(
+    dag_id="clickstream_streaming",
+    schedule=None,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["clickstream"],
+    default_args={"retries": 2},
+    params={
+        "watermark": Param("2 minutes", type="string"),
+        "trigger_interval": Param("1 second", type="string"),
+        "stall_timeout_s": Param(180, type="number", minimum=10),
+        "max_restarts": Param(10, type="integer", minimum=0),
+    },
+) as dag:
+    create_kafka_topic = CreateClickstreamTopicsOperator(task_id="create_kafka_topic")
+    stream_clicks = ClickstreamStreamingOperator(
+        task_id="stream_clicks",
+        application=str(SPARK_APPS / "clickstream_streaming.py"),
+        mode="long_running",
+        watermark="{{ params.watermark }}",
+        trigger_interval="{{ params.trigger_interval }}",
+        stall_timeout_s="{{ params.stall_timeout_s }}",
+        max_restarts="{{ params.max_restarts }}",
+        jars="{{ var.value.get('clickstream_spark_jars', '') }}",
+    )
+    create_kafka_topic >> stream_clicks

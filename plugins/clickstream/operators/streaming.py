@@ -1,0 +1,225 @@
+"""Run the Spark streaming application under Airflow's supervision, without holding a worker slot."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk import conf as airflow_conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from clickstream.hooks.redis import ClickstreamRedisHook
+from clickstream.hooks.spark_streaming import DetachedSparkSubmitHook, SparkJobHandle, kill_job, log_tail, stop_job
+from clickstream.redis_layout import CONTROL_KEY
+from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
+from clickstream.triggers.streaming_job import DIED, FAILED, FINISHED, STALLED, STOP_REQUESTED, StreamingJobTrigger
+
+BOUNDED, LONG_RUNNING = "bounded", "long_running"
+
+
+def kafka_bootstrap_servers(kafka_config_id: str) -> str:
+    """``bootstrap.servers`` of an Airflow Kafka connection, or an error that says where to set it."""
+    servers = BaseHook.get_connection(kafka_config_id).extra_dejson.get("bootstrap.servers")
+    if not servers:
+        raise AirflowFailException(
+            f"Kafka connection {kafka_config_id!r} has no 'bootstrap.servers' in its extra: "
+            'set it, e.g. {"bootstrap.servers": "broker:9092"}'
+        )
+    return str(servers)
+
+
+class ClickstreamStreamingOperator(BaseOperator):
+    """Submit ``include/spark/clickstream_streaming.py`` through ``spark_default``, then defer to a watcher.
+
+    The job runs detached; :class:`~clickstream.triggers.streaming_job.StreamingJobTrigger` watches its
+    process and the progress it writes to Redis. When the job dies or stalls, the task restarts it from
+    its checkpoint (so no count is lost or doubled), up to ``max_restarts`` times, then fails with the
+    job's own error. Two modes:
+
+    - ``bounded``: the job processes what the topic holds when it starts (``availableNow``) and stops;
+      the task succeeds once it has stopped cleanly. This is what ``airflow dags test`` runs.
+    - ``long_running``: the job runs until asked to stop (``clickstream.redis_layout.request_stop``,
+      i.e. ``HSET clickstream:control:streaming command stop requested_ms <now>``); any other exit is a
+      crash and is restarted.
+
+    Kafka and Redis come from ``kafka_config_id`` and ``redis_conn_id``; the Redis URL reaches the job
+    through its environment, never its command line.
+    """
+
+    template_fields: Sequence[str] = (
+        "application",
+        "topic",
+        "dead_letter_topic",
+        "checkpoint_dir",
+        "watermark",
+        "trigger_interval",
+        "mode",
+        "max_restarts",
+        "stall_timeout_s",
+        "max_offsets_per_trigger",
+        "jars",
+        "conf",
+    )
+    ui_color = "#e8f5e9"
+
+    def __init__(
+        self,
+        *,
+        application: str,
+        mode: str = BOUNDED,
+        topic: str = TOPIC,
+        dead_letter_topic: str = DEAD_LETTER_TOPIC,
+        checkpoint_dir: str | None = None,
+        watermark: str = "2 minutes",
+        trigger_interval: str = "1 second",
+        starting_offsets: str = "earliest",
+        max_offsets_per_trigger: int | str | None = None,
+        retention_minutes: int = 7 * 24 * 60,
+        max_restarts: int | str = 3,
+        stall_timeout_s: float | str = 180.0,
+        startup_timeout_s: float = 300.0,
+        poll_interval_s: float = 2.0,
+        stop_grace_s: float = 90.0,
+        conn_id: str = "spark_default",
+        kafka_config_id: str = "kafka_default",
+        redis_conn_id: str = "redis_default",
+        jars: str | None = None,
+        conf: dict[str, Any] | None = None,
+        driver_memory: str | None = "1g",
+        log_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.application = application
+        self.mode = mode
+        self.topic = topic
+        self.dead_letter_topic = dead_letter_topic
+        self.checkpoint_dir = checkpoint_dir
+        self.watermark = watermark
+        self.trigger_interval = trigger_interval
+        self.starting_offsets = starting_offsets
+        self.max_offsets_per_trigger = max_offsets_per_trigger
+        self.retention_minutes = retention_minutes
+        self.max_restarts = max_restarts
+        self.stall_timeout_s = stall_timeout_s
+        self.startup_timeout_s = startup_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self.stop_grace_s = stop_grace_s
+        self.conn_id = conn_id
+        self.kafka_config_id = kafka_config_id
+        self.redis_conn_id = redis_conn_id
+        self.jars = jars
+        self.conf = conf
+        self.driver_memory = driver_memory
+        self.log_dir = log_dir
+
+    # ------------------------------------------------------------------ launching
+
+    def _checkpoint(self) -> str:
+        """Where offsets and window state survive restarts: keep it across runs, or counts start over."""
+        airflow_home = os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow"))
+        return self.checkpoint_dir or os.path.join(airflow_home, "clickstream", "checkpoint")
+
+    def application_args(self) -> list[str]:
+        args = [
+            "--bootstrap-servers", kafka_bootstrap_servers(self.kafka_config_id),
+            "--topic", self.topic,
+            "--dead-letter-topic", self.dead_letter_topic,
+            "--checkpoint-dir", self._checkpoint(),
+            "--watermark", self.watermark,
+            "--trigger", self.trigger_interval,
+            "--starting-offsets", self.starting_offsets,
+            "--retention-minutes", str(self.retention_minutes),
+        ]  # fmt: skip
+        if self.mode == BOUNDED:
+            args.append("--available-now")
+        if self.max_offsets_per_trigger not in (None, "", "None"):
+            args += ["--max-offsets-per-trigger", str(int(self.max_offsets_per_trigger))]  # type: ignore[arg-type]
+        return args
+
+    def _check_arguments(self) -> None:
+        if self.mode not in (BOUNDED, LONG_RUNNING):
+            raise AirflowFailException(f"mode must be {BOUNDED!r} or {LONG_RUNNING!r}, got {self.mode!r}")
+        if "://" not in self.application and not Path(self.application).is_file():
+            raise AirflowFailException(
+                f"the streaming application {self.application} does not exist: point `application` at "
+                "include/spark/clickstream_streaming.py as deployed next to your DAGs"
+            )
+        for name in ("max_restarts", "stall_timeout_s"):
+            try:
+                if float(getattr(self, name)) < 0:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise AirflowFailException(
+                    f"{name} must be a non-negative number, got {getattr(self, name)!r}"
+                ) from None
+
+    def launch(self, context: Any, attempt: int) -> SparkJobHandle:
+        hook = DetachedSparkSubmitHook(
+            conn_id=self.conn_id,
+            conf={"spark.ui.enabled": "false", **(self.conf or {})},
+            jars=self.jars or None,
+            driver_memory=self.driver_memory,
+            name=f"clickstream-streaming-{self.task_id}",
+            application_args=self.application_args(),
+            env_vars={"REDIS_URL": ClickstreamRedisHook(redis_conn_id=self.redis_conn_id).url()},
+        )
+        log_dir = Path(
+            self.log_dir or os.path.join(airflow_conf.get("logging", "base_log_folder"), "clickstream-spark")
+        )
+        run_id = str(context.get("run_id", "manual")).replace(":", "_").replace("+", "_")
+        log_path = log_dir / self.dag_id / run_id / f"{self.task_id}-launch{attempt}.log"
+        handle = hook.submit_detached(self.application, log_path)
+        self.log.info("Streaming job started (pid %d, %s mode); its output: %s", handle.pid, self.mode, log_path)
+        return handle
+
+    def _defer(self, handle: SparkJobHandle, restarts: int) -> None:
+        self.defer(
+            trigger=StreamingJobTrigger(
+                job=handle.to_dict(),
+                redis_conn_id=self.redis_conn_id,
+                stall_timeout_s=float(self.stall_timeout_s),
+                startup_timeout_s=self.startup_timeout_s,
+                poll_interval_s=self.poll_interval_s,
+            ),
+            method_name="execute_complete",
+            kwargs={"restarts": restarts},
+        )
+
+    def execute(self, context: Any) -> None:
+        self._check_arguments()
+        self._defer(self.launch(context, 0), restarts=0)
+
+    # ------------------------------------------------------------------ resuming
+
+    def execute_complete(self, context: Any, event: dict[str, Any], restarts: int = 0) -> dict[str, Any]:
+        status, handle = event["status"], SparkJobHandle.from_dict(event["job"])
+        self.log.info("Streaming job %d: %s (%s)", handle.pid, status, event.get("reason"))
+        summary = {"status": status, "restarts": restarts, "progress": event.get("progress", {})}
+        if status == FINISHED and self.mode == BOUNDED:
+            return summary
+        if status == STOP_REQUESTED:
+            stopped = stop_job(handle, self.stop_grace_s)
+            ClickstreamRedisHook(redis_conn_id=self.redis_conn_id).get_conn().delete(CONTROL_KEY)
+            if not stopped:
+                self.log.warning("The job did not stop within %ss and was killed", self.stop_grace_s)
+            return {**summary, "stopped_cleanly": stopped}
+        if status == STALLED:
+            stop_job(handle, grace_s=min(self.stop_grace_s, 30.0))  # a stalled job may not finish its batch
+        elif status not in (DIED, FAILED, FINISHED):
+            raise AirflowException(f"unexpected event from the streaming trigger: {event}")
+        else:
+            kill_job(handle)  # the driver may linger after its JVM died
+        why = (
+            event.get("error") or f"{event.get('reason')}; the end of its log ({handle.log_path}):\n{log_tail(handle)}"
+        )
+        if restarts >= int(self.max_restarts):
+            raise AirflowException(
+                f"the streaming job {status} after {restarts} restart(s) (max_restarts={self.max_restarts}): {why}"
+            )
+        self.log.warning("Restarting the streaming job from its checkpoint (restart %d): %s", restarts + 1, why)
+        self._defer(self.launch(context, restarts + 1), restarts=restarts + 1)
+        raise AssertionError("unreachable: defer() raises")  # pragma: no cover

@@ -1,0 +1,169 @@
+"""Watching a detached Spark streaming job from the triggerer, without holding a worker slot.
+
+The job reports each query's progress to Redis (``clickstream:progress:<query>``, written by
+:class:`clickstream.spark.sinks.RedisProgressListener`); its process is found from its
+:class:`~clickstream.hooks.spark_streaming.SparkJobHandle`. The trigger polls both and fires once,
+when the job finished, failed, died, stalled, or was asked to stop. What to do then (restart from
+the checkpoint, stop it, fail) is the operator's decision, not the trigger's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from clickstream.hooks.redis import ClickstreamRedisHook
+from clickstream.hooks.spark_streaming import JobProcess, SparkJobHandle, job_process
+from clickstream.redis_layout import CONTROL_KEY, STREAMING_QUERIES, progress_key
+
+# The states a trigger event reports, in the ``status`` field.
+FINISHED, FAILED, DIED, STALLED, STOP_REQUESTED = "finished", "failed", "died", "stalled", "stop_requested"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    reason: str
+    error: str | None = None
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def assess(
+    *,
+    process: JobProcess,
+    progress: Mapping[str, Mapping[str, str]],
+    control: Mapping[str, str],
+    launched_ms: int,
+    now_ms: int,
+    stall_timeout_ms: int,
+    startup_timeout_ms: int,
+) -> Verdict | None:
+    """Decide from one observation whether the job needs its operator; ``None`` means keep watching.
+
+    Only progress written since this launch counts: a previous run's "stopped" must not end this one.
+    Pure, so that every rule is unit-tested without Spark.
+    """
+    if control.get("command") == "stop" and _int(control.get("requested_ms")) >= launched_ms:
+        return Verdict(STOP_REQUESTED, f"stop requested: {control.get('reason') or 'no reason given'}")
+    current = {q: p for q, p in progress.items() if _int(p.get("started_ms")) >= launched_ms}
+    errors = [f"{q}: {p.get('error', 'failed')}" for q, p in current.items() if p.get("state") == "failed"]
+    if not process.alive:
+        if errors:
+            return Verdict(FAILED, "a query failed and the job exited", error="; ".join(errors))
+        if len(current) == len(progress) and all(p.get("state") == "stopped" for p in current.values()):
+            return Verdict(FINISHED, "every query stopped cleanly and the job exited")
+        code = "" if process.returncode is None else f" with exit code {process.returncode}"
+        return Verdict(DIED, f"the job's process exited{code} without stopping its queries")
+    for query in progress:
+        if query not in current:
+            if now_ms - launched_ms > startup_timeout_ms:
+                return Verdict(STALLED, f"{query} has not started {(now_ms - launched_ms) // 1000}s after launch")
+            continue
+        seen = current[query]
+        if seen.get("state") in {"stopped", "failed"}:
+            continue  # the job is winding down; its exit comes next
+        heartbeat = max(_int(seen.get(f)) for f in ("started_ms", "updated_ms", "idle_ms"))
+        if now_ms - heartbeat > stall_timeout_ms:
+            return Verdict(
+                STALLED,
+                f"{query} reported no progress for {(now_ms - heartbeat) // 1000}s "
+                f"(last batch {seen.get('batch_id', 'none')})",
+            )
+    return None
+
+
+class StreamingJobTrigger(BaseTrigger):
+    """Fires one event when the streaming job needs attention; see :func:`assess` for the rules.
+
+    :param job: the job's :class:`SparkJobHandle`, as a dict
+    :param redis_conn_id: where the job reports its progress
+    :param queries: the job's query names
+    :param stall_timeout_s: no progress for this long, while alive, is a stall
+    :param startup_timeout_s: a query not started this long after launch is a stall
+    :param poll_interval_s: how often to look
+    """
+
+    def __init__(
+        self,
+        job: dict[str, Any],
+        redis_conn_id: str = "redis_default",
+        queries: Sequence[str] = STREAMING_QUERIES,
+        stall_timeout_s: float = 180.0,
+        startup_timeout_s: float = 300.0,
+        poll_interval_s: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.job = dict(job)
+        self.redis_conn_id = redis_conn_id
+        self.queries = list(queries)
+        self.stall_timeout_s = stall_timeout_s
+        self.startup_timeout_s = startup_timeout_s
+        self.poll_interval_s = poll_interval_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job": self.job,
+                "redis_conn_id": self.redis_conn_id,
+                "queries": self.queries,
+                "stall_timeout_s": self.stall_timeout_s,
+                "startup_timeout_s": self.startup_timeout_s,
+                "poll_interval_s": self.poll_interval_s,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        handle = SparkJobHandle.from_dict(self.job)
+        client = await ClickstreamRedisHook.async_client(self.redis_conn_id)
+        try:
+            while True:
+                # /proc reads and the zombie reap are quick, but they are still system calls: keep them off the loop.
+                process = await asyncio.to_thread(job_process, handle)
+                progress, control = await self._observe(client)
+                verdict = assess(
+                    process=process,
+                    progress=progress,
+                    control=control,
+                    launched_ms=handle.launched_ms,
+                    now_ms=int(time.time() * 1000),
+                    stall_timeout_ms=int(self.stall_timeout_s * 1000),
+                    startup_timeout_ms=int(self.startup_timeout_s * 1000),
+                )
+                if verdict is not None:
+                    self.log.info("Streaming job %s: %s (%s)", handle.pid, verdict.status, verdict.reason)
+                    yield TriggerEvent(
+                        {
+                            "status": verdict.status,
+                            "reason": verdict.reason,
+                            "error": verdict.error,
+                            "returncode": process.returncode,
+                            "job": handle.to_dict(),
+                            "progress": progress,
+                        }
+                    )
+                    return
+                await asyncio.sleep(self.poll_interval_s)
+        finally:
+            await client.aclose()
+
+    async def _observe(self, client: Any) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+        pipe = client.pipeline(transaction=False)
+        for query in self.queries:
+            pipe.hgetall(progress_key(query))
+        pipe.hgetall(CONTROL_KEY)
+        *raw_progress, raw_control = await pipe.execute()
+        decode = lambda raw: {k.decode(): v.decode() for k, v in raw.items()}  # noqa: E731
+        progress = {q: decode(raw) for q, raw in zip(self.queries, raw_progress, strict=True)}
+        return progress, decode(raw_control)

@@ -1,0 +1,93 @@
+"""`airflow dags test clickstream_pipeline` against real Kafka, Spark and Redis, and verify_redis failing."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from clickstream import redis_layout
+from clickstream.schema import window_label
+
+pytestmark = pytest.mark.dags
+
+
+def airflow_dags_test(env: dict[str, str], dag_id: str, conf: dict, timeout: float = 600) -> tuple[int, str, float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", dag_id, "--conf", json.dumps(conf)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr, time.monotonic() - started
+
+
+def test_the_pipeline_counts_every_event_once_and_passes_its_sla(airflow_env, kafka_broker, redis_client, read_topic):
+    from confluent_kafka.admin import AdminClient
+
+    topic = f"events-{uuid.uuid4().hex[:8]}"
+    dlq = f"{topic}-dlq"
+    conf = {"topic": topic, "dead_letter_topic": dlq, "events": 5000, "exact_totals": True, "late_share": 0.02}
+    try:
+        code, output, wall_s = airflow_dags_test(airflow_env, "clickstream_pipeline", conf)
+        print(f"airflow dags test clickstream_pipeline: exit {code} after {wall_s:.1f}s")
+        assert code == 0, output[-6000:]
+        assert output.count("new_state=success") == 5, "every one of the five tasks succeeds"
+        assert output.count("new_state=deferred") == 1, "stream_clicks waits in its trigger"
+        assert "Streaming job" in output and "finished (every query stopped cleanly and the job exited)" in output
+
+        # Every event is either counted once in Redis or dead-lettered once, nothing else.
+        counted = sum(
+            int(n) for key in redis_client.scan_iter(f"{redis_layout.COUNT_PREFIX}*") for n in redis_client.hvals(key)
+        )
+        dead = read_topic(dlq)
+        assert counted + len(dead) == 5000, (counted, len(dead))
+        assert 0 < len(dead) < 200
+        assert "Redis SLA met" in output
+        report, _ = json.JSONDecoder().raw_decode(output.split("CLICKSTREAM_REPORT ", 1)[1])
+        assert report["events_read"] == 5000
+        assert sum(report["invalid_events"].values()) == len(dead)
+    finally:
+        admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+        for future in admin.delete_topics([topic, dlq]).values():
+            with contextlib.suppress(Exception):  # not created when the DAG failed early
+                future.result(30)
+
+
+def test_verify_redis_fails_naming_the_stale_and_short_pages(airflow_env, redis_client):
+    now_ms = int(time.time() * 1000)
+    fresh = now_ms - now_ms % 60_000
+    stale = fresh - 10 * 60_000
+    # Redis was last written ten minutes ago: /home stops there, /about never arrived.
+    redis_layout.apply_window_counts(redis_client, [("/home", stale, 40)])
+    burst = {
+        "ground_truth": {
+            "page_totals": {"/home": 50, "/about": 7},
+            "page_newest_window_ms": {"/home": fresh, "/about": fresh},
+            "first_window_ms": stale,
+            "last_window_ms": fresh,
+        }
+    }
+    env = {**airflow_env, "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).with_name("dag_files"))}
+    code, output, _ = airflow_dags_test(env, "clickstream_redis_sla", {"burst": burst, "freshness_s": 120})
+    assert code != 0, output[-4000:]
+    assert "Redis SLA not met for the burst's 2 pages" in output
+    assert f"stale: the newest window in Redis, {window_label(stale)}, is " in output
+    assert (
+        f"stale page /home: newest window in Redis {window_label(stale)}, the burst reached {window_label(fresh)}"
+        in output
+    )
+    assert f"stale page /about: newest window in Redis none, the burst reached {window_label(fresh)}" in output
+    assert (
+        f"wrong count for page /home: Redis holds 40 over windows ['{window_label(stale)}'], the burst sent 50"
+        in output
+    )
+    assert "wrong count for page /about: Redis holds 0 over windows none, the burst sent 7 (short by 7)" in output
