@@ -636,10 +636,33 @@ def wait_healthy(
     return ready
 
 
+def stop_spark_jobs() -> int:
+    """Stop the Spark applications this checkout's Airflow started detached (supervisord does not own them).
+
+    Each gets SIGTERM, so its running batch commits, while Kafka and Redis are still up.
+    """
+    import psutil
+    from clickstream.hooks.spark_streaming import SparkJobHandle, stop_job
+
+    apps = str(HOME / "include" / "spark")
+    jobs = []
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        cmdline = proc.info["cmdline"] or []
+        if any("SparkSubmit" in part for part in cmdline) and any(part.startswith(apps) for part in cmdline):
+            app = next(part for part in cmdline if part.startswith(apps))
+            jobs.append(SparkJobHandle(proc.info["pid"], proc.info["create_time"], "", 0, app))
+    for job in jobs:
+        print(f"[down] stopping Spark job {Path(job.application).name} (pid {job.pid})")
+        stop_job(job, grace_s=60)
+    return len(jobs)
+
+
 def down() -> None:
     if not supervisord_running():
+        stop_spark_jobs()
         print("[down] the stack is not running")
         return
+    stop_spark_jobs()
     pid = int(SUPERVISOR_PID.read_text().strip())
     supervisorctl("shutdown")
     if not wait_until(lambda: not _pid_alive(pid), 90, interval=0.5):
