@@ -11,15 +11,21 @@
   and reports (XCom).
 - verify_redis: the burst's counts are in Redis, fresh and complete (deferrable SLA sensor).
 
-Connections: kafka_default, redis_default, spark_default. Variable ``clickstream_spark_jars``: the
-Spark Kafka connector jars, comma-separated (empty when they are in Spark's own jars folder).
+SLA: a Deadline Alert emails (``smtp_default``) when a run has not finished ``clickstream_pipeline_sla_seconds``
+(a Variable, read at parse time; 600 s when unset) after it was queued; recipients from the Variable
+``clickstream_sla_email_to``.
+
+Connections: kafka_default, redis_default, spark_default, smtp_default. Variable ``clickstream_spark_jars``:
+the Spark Kafka connector jars, comma-separated (empty when they are in Spark's own jars folder).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, AsyncCallback, DeadlineAlert, DeadlineReference, Param, Variable
+from clickstream.notifications.sla_email import email_deadline_missed
 from clickstream.operators.kafka_topics import CreateClickstreamTopicsOperator
 from clickstream.operators.producer_burst import ProduceClickstreamBurstOperator
 from clickstream.operators.reconcile import ReconcileClickstreamOperator
@@ -29,6 +35,12 @@ from clickstream.sensors.redis_sla import ClickstreamRedisSlaSensor
 
 SPARK_APPS = Path(__file__).resolve().parent.parent / "include" / "spark"
 SPARK_JARS = "{{ var.value.get('clickstream_spark_jars', '') }}"
+SPARK_METRICS_PORT = "{{ var.value.get('clickstream_spark_metrics_port', '') }}"
+SLA_VARIABLE = "clickstream_pipeline_sla_seconds"
+# Read when the file is parsed, so a changed SLA applies from the next parse. Not a VariableInterval:
+# resolving one while `airflow dags trigger` creates the run fails in Airflow 3.3.2 (the Variable lookup
+# closes the CLI's session under the new run: DetachedInstanceError on dag_model).
+SLA = timedelta(seconds=int(Variable.get(SLA_VARIABLE, 600)))
 
 with DAG(
     dag_id="clickstream_pipeline",
@@ -37,6 +49,11 @@ with DAG(
     doc_md=__doc__,
     tags=["clickstream"],
     default_args={"retries": 0},
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=SLA,
+        callback=AsyncCallback(email_deadline_missed, kwargs={"smtp_conn_id": "smtp_default"}),
+    ),
     params={
         "events": Param(5000, type="integer", minimum=1, description="burst size"),
         "rate": Param(None, type=["null", "number"], description="events/s; empty sends at full speed"),
@@ -71,6 +88,7 @@ with DAG(
         dead_letter_topic="{{ params.dead_letter_topic }}",
         watermark="{{ params.watermark }}",
         jars=SPARK_JARS,
+        metrics_port=SPARK_METRICS_PORT,
     )
     run_spark_batch = ReconcileClickstreamOperator(
         task_id="run_spark_batch",

@@ -44,5 +44,6 @@ with DAG(
         stall_timeout_s="{{ params.stall_timeout_s }}",
         max_restarts="{{ params.max_restarts }}",
         jars="{{ var.value.get('clickstream_spark_jars', '') }}",
+        metrics_port="{{ var.value.get('clickstream_spark_metrics_port', '') }}",
     )
     create_kafka_topic >> stream_clicks

@@ -15,6 +15,16 @@ export CLICKSTREAM_KAFKA_CONTROLLER_PORT="${CLICKSTREAM_KAFKA_CONTROLLER_PORT:-9
 export CLICKSTREAM_REDIS_PORT="${CLICKSTREAM_REDIS_PORT:-6379}"
 export CLICKSTREAM_AIRFLOW_PORT="${CLICKSTREAM_AIRFLOW_PORT:-8080}"
 export CLICKSTREAM_ADMIN_PASSWORD="${CLICKSTREAM_ADMIN_PASSWORD:-admin}"
+# Monitoring (the seed's ports): Prometheus, Alertmanager, statsd_exporter (web; StatsD itself on UDP
+# 9125), redis_exporter, the broker's JMX metrics, the mail catcher's SMTP port, a streaming driver's UI.
+export CLICKSTREAM_PROMETHEUS_PORT="${CLICKSTREAM_PROMETHEUS_PORT:-9090}"
+export CLICKSTREAM_ALERTMANAGER_PORT="${CLICKSTREAM_ALERTMANAGER_PORT:-9093}"
+export CLICKSTREAM_STATSD_EXPORTER_PORT="${CLICKSTREAM_STATSD_EXPORTER_PORT:-9102}"
+export CLICKSTREAM_STATSD_PORT="${CLICKSTREAM_STATSD_PORT:-9125}"
+export CLICKSTREAM_REDIS_EXPORTER_PORT="${CLICKSTREAM_REDIS_EXPORTER_PORT:-9121}"
+export CLICKSTREAM_KAFKA_METRICS_PORT="${CLICKSTREAM_KAFKA_METRICS_PORT:-9308}"
+export CLICKSTREAM_SMTP_PORT="${CLICKSTREAM_SMTP_PORT:-1025}"
+export CLICKSTREAM_SPARK_METRICS_PORT="${CLICKSTREAM_SPARK_METRICS_PORT:-4040}"
 # Airflow's metadata DB: the embedded SQLite by default, or a local PostgreSQL under supervisord.
 export CLICKSTREAM_AIRFLOW_DB="${CLICKSTREAM_AIRFLOW_DB:-sqlite}"
 export CLICKSTREAM_POSTGRES_PORT="${CLICKSTREAM_POSTGRES_PORT:-5432}"
@@ -43,6 +53,7 @@ export AIRFLOW_CONFIG="${AIRFLOW_CONFIG:-$CLICKSTREAM_HOME/airflow_home/airflow.
 # Connections of the local stack, as Airflow reads them from the environment.
 export AIRFLOW_CONN_KAFKA_DEFAULT="${AIRFLOW_CONN_KAFKA_DEFAULT:-{\"conn_type\": \"kafka\", \"extra\": {\"bootstrap.servers\": \"127.0.0.1:$CLICKSTREAM_KAFKA_PORT\", \"group.id\": \"clickstream\"\}\}}"
 export AIRFLOW_CONN_REDIS_DEFAULT="${AIRFLOW_CONN_REDIS_DEFAULT:-redis://127.0.0.1:$CLICKSTREAM_REDIS_PORT/0}"
+export AIRFLOW_CONN_SMTP_DEFAULT="${AIRFLOW_CONN_SMTP_DEFAULT:-{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $CLICKSTREAM_SMTP_PORT, \"extra\": {\"disable_tls\": true, \"disable_ssl\": true, \"from_email\": \"airflow@clickstream.local\"\}\}}"
 export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"local[*]\", \"extra\": {\"deploy-mode\": \"client\"\}\}}"
 
 # Airflow Variable read by the Spark tasks: the Kafka connector jars, comma-separated.

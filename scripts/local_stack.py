@@ -23,10 +23,13 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from string import Template
+from typing import Any
+
+import monitoring_parts
 
 HOME = Path(os.environ.get("CLICKSTREAM_HOME", Path(__file__).resolve().parent.parent))
 STATE = Path(os.environ.get("CLICKSTREAM_STATE", HOME / ".state"))
@@ -71,6 +74,7 @@ class KafkaBroker:
     port: int
     controller_port: int
     heap: str = "512m"
+    jvm_options: tuple[str, ...] = ()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -92,6 +96,7 @@ class KafkaBroker:
             f"-Xms{self.heap}",
             f"-Xmx{self.heap}",
             "-XX:+UseG1GC",
+            *self.jvm_options,
             f"-Dlog4j2.configurationFile={HOME / 'include/kafka/log4j2.yaml'}",
             "-cp",
             f"{KAFKA_LIBS}/*",
@@ -109,7 +114,7 @@ class KafkaBroker:
         if (self.data_dir / "meta.properties").exists():
             return
         result = subprocess.run(
-            self.java(
+            replace(self, jvm_options=()).java(  # no JMX agent in a one-off tool: it would take the metrics port
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
@@ -409,8 +414,13 @@ def _airflow_component_healthy(component: str, since: float) -> Callable[[], boo
 
 
 def stack_kafka() -> KafkaBroker:
+    """The stack's broker, serving its JMX metrics to Prometheus through the JMX agent."""
+    agent = monitoring_parts.kafka_jmx_agent(KAFKA_LIBS, monitoring_parts.MonitoringPorts.from_env().kafka_metrics)
     return KafkaBroker(
-        STATE / "kafka", _port("CLICKSTREAM_KAFKA_PORT", 9092), _port("CLICKSTREAM_KAFKA_CONTROLLER_PORT", 9097)
+        STATE / "kafka",
+        _port("CLICKSTREAM_KAFKA_PORT", 9092),
+        _port("CLICKSTREAM_KAFKA_CONTROLLER_PORT", 9097),
+        jvm_options=(agent,),
     )
 
 
@@ -437,6 +447,8 @@ def stack_parts(
         Part("kafka", kafka.command(), kafka.port, kafka.healthy),
         Part("redis", redis_server.command(), redis_server.port, redis_server.healthy),
     ]
+    for name, part in monitoring(redis_server).items():
+        parts.append(Part(name, part.command(), None, part.healthy))
     if postgres is not None:
         parts.append(Part("postgres", postgres.command(), postgres.port, postgres.healthy, user=postgres.run_as))
     for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
@@ -444,6 +456,23 @@ def stack_parts(
         check = _airflow_component_healthy(component, since)
         parts.append(Part(f"airflow-{component}", [airflow, component], port, check, 180, autostart=False))
     return parts
+
+
+def monitoring(redis_server: RedisServer) -> dict[str, Any]:
+    """The monitoring parts of the stack, by name (see scripts/monitoring_parts.py)."""
+    ports = monitoring_parts.MonitoringPorts.from_env()
+    return {
+        "statsd-exporter": monitoring_parts.StatsdExporter(ports, DEPS),
+        "redis-exporter": monitoring_parts.RedisExporter(ports, redis_server.port),
+        "prometheus": monitoring_parts.Prometheus(
+            STATE / "prometheus",
+            ports,
+            scrape_interval=os.environ.get("CLICKSTREAM_SCRAPE_INTERVAL") or None,
+            rule_for=os.environ.get("CLICKSTREAM_ALERT_FOR") or None,
+        ),
+        "alertmanager": monitoring_parts.Alertmanager(STATE / "alertmanager", ports),
+        "mail": monitoring_parts.MailSink(STATE / "mail", ports, str(VENV_BIN / "python")),
+    }
 
 
 SUPERVISOR_CONF = STATE / "supervisord.conf"
@@ -578,10 +607,17 @@ def up(timeout_scale: float = 1.0) -> None:
     }
     if postgres is not None:
         ports["postgres"] = (postgres.port, "CLICKSTREAM_POSTGRES_PORT")
+    monitoring_ports = monitoring_parts.MonitoringPorts.from_env()
+    ports.update(monitoring_ports.env_vars())
     check_ports_free(ports)
+    # Streaming jobs started by this stack's Airflow serve Spark's metrics where Prometheus looks for them.
+    os.environ.setdefault("AIRFLOW_VAR_CLICKSTREAM_SPARK_METRICS_PORT", str(monitoring_ports.spark_metrics))
     parts = stack_parts(kafka, redis_server, postgres, since=time.time())
     kafka.prepare()
     redis_server.prepare()
+    for part in monitoring(redis_server).values():
+        if hasattr(part, "prepare"):
+            part.prepare()
     if postgres is not None:
         postgres.prepare()
     write_supervisor_conf(parts)

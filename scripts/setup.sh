@@ -21,12 +21,24 @@ command -v mvn >/dev/null || need_apt+=(maven)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 # PostgreSQL, for CLICKSTREAM_AIRFLOW_DB=postgres (runuser, from util-linux, runs it as its own user).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# Monitoring: Prometheus (with promtool), Alertmanager, redis_exporter.
+command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
+command -v prometheus-redis-exporter >/dev/null || need_apt+=(prometheus-redis-exporter)
 if [ ${#need_apt[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || { echo "[setup] missing ${need_apt[*]} and no apt-get: install them yourself" >&2; exit 1; }
   log "installing Debian packages: ${need_apt[*]}"
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  # The packages' own services must not start: supervisord runs them, on the stack's ports.
+  no_services=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    no_services=1
+    printf '#!/bin/sh\nexit 101\n' | $sudo_cmd tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo_cmd chmod 755 /usr/sbin/policy-rc.d
+  fi
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  if [ -n "$no_services" ]; then $sudo_cmd rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 # 2. Python: a venv with the pinned closure, then the full pyspark over pyspark-client.
@@ -65,6 +77,45 @@ copy_jars() {  # copy_jars MANIFEST_DIR OUTPUT_DIR
   fi
 }
 copy_jars include/jars/kafka-broker "$CLICKSTREAM_KAFKA_LIBS"
+# (the broker's list includes the Prometheus JMX agent, which serves its metrics)
 copy_jars include/jars/spark-kafka "$CLICKSTREAM_SPARK_JARS_DIR"
+
+# 4. Go tools from the Go module proxy, pinned: statsd_exporter (Airflow's StatsD -> Prometheus), and
+#    Docker Compose itself, which checks docker-compose.yml in the tests (no Docker engine needed for that).
+#    (Go's module cache makes a second build of either quick.)
+go_tool() {  # go_tool BINARY PACKAGE@VERSION: build PACKAGE into .deps/bin/BINARY
+  local binary=$1 package=$2
+  if [ -x "$CLICKSTREAM_DEPS/bin/$binary" ] && [ "$(cat "$stamp_dir/go-$binary" 2>/dev/null)" = "$package" ]; then
+    return
+  fi
+  command -v go >/dev/null || { echo "[setup] Go is needed to build $package: install golang" >&2; exit 1; }
+  log "building $package"
+  local gobin="$CLICKSTREAM_DEPS/go-build-$binary"
+  rm -rf "$gobin"
+  GOBIN="$gobin" GOFLAGS=-mod=mod go install "$package"
+  mkdir -p "$CLICKSTREAM_DEPS/bin"
+  mv "$gobin"/* "$CLICKSTREAM_DEPS/bin/$binary"
+  rm -rf "$gobin"
+  echo "$package" > "$stamp_dir/go-$binary"
+}
+go_tool statsd_exporter github.com/prometheus/statsd_exporter@v0.28.0
+
+# Docker Compose's go.mod has exclude directives, which `go install pkg@version` refuses: build it inside
+# its own module, from the source the Go module proxy serves.
+compose_module=github.com/docker/compose/v2 compose_version=v2.40.3
+if [ ! -x "$CLICKSTREAM_DEPS/bin/docker-compose" ] \
+    || [ "$(cat "$stamp_dir/go-docker-compose" 2>/dev/null)" != "$compose_module@$compose_version" ]; then
+  log "building $compose_module@$compose_version (docker compose, for checking docker-compose.yml)"
+  compose_dir="$(go mod download -json "$compose_module@$compose_version" \
+    | "$CLICKSTREAM_VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"
+  compose_src="$CLICKSTREAM_DEPS/go-src-compose"
+  rm -rf "$compose_src" && cp -r "$compose_dir" "$compose_src" && chmod -R u+w "$compose_src"
+  mkdir -p "$CLICKSTREAM_DEPS/bin"
+  (cd "$compose_src" && go build -trimpath \
+    -ldflags "-X $compose_module/internal.Version=$compose_version" \
+    -o "$CLICKSTREAM_DEPS/bin/docker-compose" ./cmd)
+  rm -rf "$compose_src"
+  echo "$compose_module@$compose_version" > "$stamp_dir/go-docker-compose"
+fi
 
 log "ready: venv $CLICKSTREAM_VENV, Spark $SPARK_HOME, jars in $CLICKSTREAM_DEPS"

@@ -20,6 +20,7 @@ import time
 
 from clickstream.redis_layout import COUNTS_QUERY, RAW_QUERY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
+from clickstream.spark.metrics import StreamingMetrics
 from clickstream.spark.sinks import RawEventsSink, RedisProgressListener, WindowCountsSink
 from clickstream.spark.transforms import parse_events, valid_events, window_counts
 from pyspark.sql import SparkSession
@@ -47,6 +48,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="default: one per core (200 made every batch take ~10 s on 2 cores)",
     )
     p.add_argument("--ui", action="store_true", help="serve the Spark UI")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve the Spark UI on this port with Prometheus metrics at /metrics/prometheus",
+    )
     p.add_argument("--console-progress", action="store_true", help="show Spark's console progress bars")
     return p.parse_args(argv)
 
@@ -56,10 +63,20 @@ def build_session(args: argparse.Namespace) -> SparkSession:
         SparkSession.builder.appName("clickstream-streaming")
         .config("spark.sql.shuffle.partitions", str(args.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", str(args.ui).lower())
+        .config("spark.ui.enabled", str(args.ui or args.metrics_port is not None).lower())
         .config("spark.ui.showConsoleProgress", str(args.console_progress).lower())
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
     )
+    if args.metrics_port is not None:
+        builder = (
+            builder.config("spark.ui.port", str(args.metrics_port))
+            .config("spark.ui.prometheus.enabled", "true")
+            .config("spark.sql.streaming.metricsEnabled", "true")
+            .config(
+                "spark.metrics.conf.*.sink.prometheusServlet.class", "org.apache.spark.metrics.sink.PrometheusServlet"
+            )
+            .config("spark.metrics.conf.*.sink.prometheusServlet.path", "/metrics/prometheus")
+        )
     return builder.getOrCreate()
 
 
@@ -68,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spark = build_session(args)
     spark.sparkContext.setLogLevel("WARN")
-    spark.streams.addListener(RedisProgressListener(args.redis_url))
+    metrics = StreamingMetrics()  # StatsD to CLICKSTREAM_STATSD_ADDRESS, when set
+    spark.streams.addListener(RedisProgressListener(args.redis_url, metrics))
 
     reader = (
         spark.readStream.format("kafka")
@@ -85,14 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     counts = (
         window_counts(valid_events(parsed), args.watermark)
         .writeStream.outputMode("update")
-        .foreachBatch(WindowCountsSink(args.redis_url, retention_ms))
+        .foreachBatch(WindowCountsSink(args.redis_url, retention_ms, metrics))
         .option("checkpointLocation", os.path.join(args.checkpoint_dir, "counts"))
         .queryName(COUNTS_QUERY)
         .trigger(**trigger)
         .start()
     )
     raw = (
-        parsed.writeStream.foreachBatch(RawEventsSink(args.redis_url, args.bootstrap_servers, args.dead_letter_topic))
+        parsed.writeStream.foreachBatch(
+            RawEventsSink(args.redis_url, args.bootstrap_servers, args.dead_letter_topic, metrics)
+        )
         .option("checkpointLocation", os.path.join(args.checkpoint_dir, "raw"))
         .queryName(RAW_QUERY)
         .trigger(**trigger)

@@ -6,8 +6,9 @@ as a streaming job runs. :class:`DetachedSparkSubmitHook` builds the same comman
 task can defer and a trigger can watch the job. The job is found again from a :class:`SparkJobHandle`
 (pid plus process start time, so a recycled pid is never mistaken for the job).
 
-Liveness by pid needs the driver on this host: Spark ``local[*]`` or client deploy mode, as on the
-local stack. Elsewhere the trigger's stall check (progress in Redis) still applies.
+Liveness by pid needs the driver on the triggerer's host: Spark ``local[*]`` or client deploy mode,
+as on the local stack. Elsewhere (a triggerer in another container) the trigger goes by the progress
+in Redis: the queries' own stopped/failed states, and the stall check.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +36,11 @@ class SparkJobHandle:
     log_path: str
     launched_ms: int
     application: str
+    host: str = ""  # where spark-submit runs: its pid means nothing on another host
+
+    @property
+    def local(self) -> bool:
+        return not self.host or self.host == socket.gethostname()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,9 +52,10 @@ class SparkJobHandle:
 
 @dataclass(frozen=True)
 class JobProcess:
-    """Whether the job's process still runs; ``returncode`` is known only when this process started it."""
+    """Whether the job's process still runs (None: unknown, it runs on another host); ``returncode`` is
+    known only when this process started it."""
 
-    alive: bool
+    alive: bool | None
     returncode: int | None = None
 
 
@@ -75,11 +83,18 @@ class DetachedSparkSubmitHook(SparkSubmitHook):
             log_path=str(log_path),
             launched_ms=int(time.time() * 1000),
             application=str(application),
+            host=socket.gethostname(),
         )
 
 
 def job_process(handle: SparkJobHandle) -> JobProcess:
-    """Is the job's spark-submit still running? Cheap (reads /proc), so a trigger may call it on its loop."""
+    """Is the job's spark-submit still running? Cheap (reads /proc), so a trigger may call it on its loop.
+
+    From another host (a triggerer in its own container) the answer is unknown, and the trigger goes by
+    the progress in Redis alone.
+    """
+    if not handle.local:
+        return JobProcess(alive=None)
     try:
         proc = psutil.Process(handle.pid)
         if abs(proc.create_time() - handle.create_time) > 1.0:
@@ -112,6 +127,8 @@ def stop_job(handle: SparkJobHandle, grace_s: float = 60.0) -> bool:
 
     Returns whether it stopped within the grace period. Blocking: call it from a task, not a trigger.
     """
+    if not handle.local:
+        raise RuntimeError(f"the job runs on {handle.host}, not here ({socket.gethostname()}): stop it there")
     if not job_process(handle).alive:
         return True
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -133,6 +150,8 @@ def stop_job(handle: SparkJobHandle, grace_s: float = 60.0) -> bool:
 
 def kill_job(handle: SparkJobHandle) -> None:
     """SIGKILL the job's whole process group (spark-submit's JVM and the Python driver)."""
+    if not handle.local:
+        raise RuntimeError(f"the job runs on {handle.host}, not here ({socket.gethostname()}): stop it there")
     if job_process(handle).alive:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(handle.pid, signal.SIGKILL)

@@ -31,6 +31,15 @@ def kafka_bootstrap_servers(kafka_config_id: str) -> str:
     return str(servers)
 
 
+def statsd_env() -> dict[str, str]:
+    """Where the job sends its own StatsD metrics: Airflow's StatsD server, when Airflow's metrics are on."""
+    if not airflow_conf.getboolean("metrics", "statsd_on", fallback=False):
+        return {}
+    host = airflow_conf.get("metrics", "statsd_host", fallback="localhost")
+    port = airflow_conf.get("metrics", "statsd_port", fallback="8125")
+    return {"CLICKSTREAM_STATSD_ADDRESS": f"{host}:{port}"}
+
+
 class ClickstreamStreamingOperator(BaseOperator):
     """Submit ``include/spark/clickstream_streaming.py`` through ``spark_default``, then defer to a watcher.
 
@@ -46,7 +55,8 @@ class ClickstreamStreamingOperator(BaseOperator):
       crash and is restarted.
 
     Kafka and Redis come from ``kafka_config_id`` and ``redis_conn_id``; the Redis URL reaches the job
-    through its environment, never its command line.
+    through its environment, never its command line. The job sends its metrics to Airflow's StatsD
+    server when Airflow's are on, and with ``metrics_port`` serves Spark's own for Prometheus.
     """
 
     template_fields: Sequence[str] = (
@@ -62,6 +72,7 @@ class ClickstreamStreamingOperator(BaseOperator):
         "max_offsets_per_trigger",
         "jars",
         "conf",
+        "metrics_port",
     )
     ui_color = "#e8f5e9"
 
@@ -90,10 +101,12 @@ class ClickstreamStreamingOperator(BaseOperator):
         conf: dict[str, Any] | None = None,
         driver_memory: str | None = "1g",
         log_dir: str | None = None,
+        metrics_port: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.application = application
+        self.metrics_port = metrics_port
         self.mode = mode
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
@@ -136,6 +149,8 @@ class ClickstreamStreamingOperator(BaseOperator):
         ]  # fmt: skip
         if self.mode == BOUNDED:
             args.append("--available-now")
+        if self.metrics_port not in (None, "", "None"):
+            args += ["--metrics-port", str(int(self.metrics_port))]  # type: ignore[arg-type]
         if self.max_offsets_per_trigger not in (None, "", "None"):
             args += ["--max-offsets-per-trigger", str(int(self.max_offsets_per_trigger))]  # type: ignore[arg-type]
         return args
@@ -165,7 +180,7 @@ class ClickstreamStreamingOperator(BaseOperator):
             driver_memory=self.driver_memory,
             name=f"clickstream-streaming-{self.task_id}",
             application_args=self.application_args(),
-            env_vars={"REDIS_URL": ClickstreamRedisHook(redis_conn_id=self.redis_conn_id).url()},
+            env_vars={"REDIS_URL": ClickstreamRedisHook(redis_conn_id=self.redis_conn_id).url(), **statsd_env()},
         )
         log_dir = Path(
             self.log_dir or os.path.join(airflow_conf.get("logging", "base_log_folder"), "clickstream-spark")
@@ -197,6 +212,11 @@ class ClickstreamStreamingOperator(BaseOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any], restarts: int = 0) -> dict[str, Any]:
         status, handle = event["status"], SparkJobHandle.from_dict(event["job"])
+        if status != FINISHED and not handle.local:
+            raise AirflowException(
+                f"the streaming job ({status}: {event.get('reason')}) runs on {handle.host}, and this task resumed "
+                "on another host, which cannot stop or restart it: run the task where it was launched"
+            )
         self.log.info("Streaming job %d: %s (%s)", handle.pid, status, event.get("reason"))
         summary = {"status": status, "restarts": restarts, "progress": event.get("progress", {})}
         if status == FINISHED and self.mode == BOUNDED:

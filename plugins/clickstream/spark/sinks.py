@@ -15,8 +15,9 @@ import redis
 from pyspark.sql import DataFrame
 from pyspark.sql.streaming import StreamingQueryListener
 
-from clickstream.redis_layout import apply_window_counts, apply_window_users, progress_key
+from clickstream.redis_layout import COUNTS_QUERY, RAW_QUERY, apply_window_counts, apply_window_users, progress_key
 from clickstream.schema import window_label, window_start_ms
+from clickstream.spark.metrics import StreamingMetrics
 from clickstream.spark.transforms import dead_letters, invalid_events, valid_events, window_users
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,9 @@ log = logging.getLogger(__name__)
 class _RedisSink:
     """A foreachBatch sink holding one Redis client, opened on first use (on the driver)."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, metrics: StreamingMetrics | None = None) -> None:
         self.redis_url = redis_url
+        self.metrics = metrics or StreamingMetrics("")
         self._client: redis.Redis | None = None
 
     @property
@@ -39,13 +41,14 @@ class _RedisSink:
 class WindowCountsSink(_RedisSink):
     """Absolute per-page window counts (Spark's running totals) into ``click_count:<page>`` and friends."""
 
-    def __init__(self, redis_url: str, retention_ms: int | None) -> None:
-        super().__init__(redis_url)
+    def __init__(self, redis_url: str, retention_ms: int | None, metrics: StreamingMetrics | None = None) -> None:
+        super().__init__(redis_url, metrics)
         self.retention_ms = retention_ms
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         rows = [(r.page, r.window_start_ms, r["count"]) for r in batch.collect()]
-        expired = apply_window_counts(self.client, rows, self.retention_ms)
+        with self.metrics.timed(COUNTS_QUERY, "redis_write"):
+            expired = apply_window_counts(self.client, rows, self.retention_ms)
         log.info("batch %d: %d window cells written, %d windows expired", batch_id, len(rows), expired)
 
 
@@ -56,8 +59,10 @@ class RawEventsSink(_RedisSink):
     the same source partition and offset in their headers, by which a reader can drop the repeats.
     """
 
-    def __init__(self, redis_url: str, bootstrap_servers: str, dead_letter_topic: str) -> None:
-        super().__init__(redis_url)
+    def __init__(
+        self, redis_url: str, bootstrap_servers: str, dead_letter_topic: str, metrics: StreamingMetrics | None = None
+    ) -> None:
+        super().__init__(redis_url, metrics)
         self.bootstrap_servers = bootstrap_servers
         self.dead_letter_topic = dead_letter_topic
 
@@ -77,7 +82,9 @@ class RawEventsSink(_RedisSink):
             users: dict[int, list[str]] = defaultdict(list)
             for row in window_users(valid_events(batch)).collect():
                 users[row.window_start_ms].append(row.user_id)
-            apply_window_users(self.client, users)
+            with self.metrics.timed(RAW_QUERY, "redis_write"):
+                apply_window_users(self.client, users)
+            self.metrics.incr(RAW_QUERY, "dead_letters", dead)
             log.info("batch %d: %d dead letters, users for %d windows", batch_id, dead, len(users))
         finally:
             batch.unpersist()
@@ -86,8 +93,9 @@ class RawEventsSink(_RedisSink):
 class RedisProgressListener(StreamingQueryListener):
     """Writes each query's latest progress to ``clickstream:progress:<query>`` for supervisors and SLA checks."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, metrics: StreamingMetrics | None = None) -> None:
         self.client = redis.Redis.from_url(redis_url)
+        self.metrics = metrics or StreamingMetrics("")
         self._names: dict[str, str] = {}  # idle and terminated events carry the query's id, not its name
 
     def _key(self, query_id: Any, name: str | None = None) -> str:
@@ -120,10 +128,12 @@ class RedisProgressListener(StreamingQueryListener):
             fields["newest_event_ms"] = newest
             fields["newest_window"] = window_label(window_start_ms(newest))
         self.client.hset(self._key(progress.id, progress.name), mapping=fields)
+        self.metrics.progress(progress.name or str(progress.id), progress)
 
     def onQueryIdle(self, event: Any) -> None:
         # Alive with nothing to read: supervisors must not mistake a quiet topic for a stalled job.
         self.client.hset(self._key(event.id), mapping={"idle_ms": int(time.time() * 1000), "state": "idle"})
+        self.metrics.heartbeat(self._names.get(str(event.id), str(event.id)))
 
     def onQueryTerminated(self, event: Any) -> None:
         state = "failed" if event.exception else "stopped"

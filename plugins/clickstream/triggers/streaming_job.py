@@ -58,7 +58,12 @@ def assess(
         return Verdict(STOP_REQUESTED, f"stop requested: {control.get('reason') or 'no reason given'}")
     current = {q: p for q, p in progress.items() if _int(p.get("started_ms")) >= launched_ms}
     errors = [f"{q}: {p.get('error', 'failed')}" for q, p in current.items() if p.get("state") == "failed"]
-    if not process.alive:
+    if process.alive is None:  # on another host: the queries' own states tell
+        if errors:
+            return Verdict(FAILED, "a query failed", error="; ".join(errors))
+        if len(current) == len(progress) and all(p.get("state") == "stopped" for p in current.values()):
+            return Verdict(FINISHED, "every query stopped cleanly")
+    elif not process.alive:
         if errors:
             return Verdict(FAILED, "a query failed and the job exited", error="; ".join(errors))
         if len(current) == len(progress) and all(p.get("state") == "stopped" for p in current.values()):

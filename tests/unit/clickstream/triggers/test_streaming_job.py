@@ -89,3 +89,14 @@ def test_serialize_names_an_importable_class_and_round_trips():
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
     assert rebuilt.serialize() == (path, kwargs)
     assert kwargs["job"] == job and kwargs["stall_timeout_s"] == 9
+
+
+def test_on_another_host_the_queries_states_decide():
+    elsewhere = JobProcess(alive=None)
+    stopped = {q: {**running(), "state": "stopped"} for q in QUERIES}
+    assert observe(process=elsewhere, progress=stopped).status == FINISHED
+    failed = {**stopped, "clickstream_raw": {**running(), "state": "failed", "error": "boom"}}
+    assert observe(process=elsewhere, progress=failed).status == FAILED
+    quiet = {q: running(updated_ms=LAUNCHED + 5_000) for q in QUERIES}
+    assert observe(process=elsewhere, progress=quiet) is None
+    assert observe(process=elsewhere, progress=quiet, now=LAUNCHED + 70_000).status == STALLED

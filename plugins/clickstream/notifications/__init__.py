@@ -1,0 +1,1 @@
+"""Notifications: what the pipeline sends people when something needs them."""

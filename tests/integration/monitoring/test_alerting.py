@@ -1,0 +1,68 @@
+"""Alerting for real: Redis stops, Prometheus notices through redis_exporter, Alertmanager emails a real SMTP sink."""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import time
+from pathlib import Path
+
+import local_stack
+import monitoring_parts
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def read_maildir(maildir: Path) -> list[email.message.EmailMessage]:
+    return [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+        for path in sorted((maildir / "new").glob("*"))
+    ]
+
+
+def test_stopping_redis_sends_the_redis_down_email(tmp_path):
+    ports = monitoring_parts.MonitoringPorts(
+        **{name: local_stack.free_port() for name in monitoring_parts.MonitoringPorts.__dataclass_fields__}
+    )
+    logs = tmp_path / "logs"
+    redis_server = local_stack.RedisServer(tmp_path / "redis", local_stack.free_port(), persistent=False)
+    redis_server.prepare()
+    exporter = monitoring_parts.RedisExporter(ports, redis_server.port)
+    # The test's own timings: scrape and evaluate every second, alerts fire after 2s, Alertmanager waits 1s.
+    prometheus = monitoring_parts.Prometheus(tmp_path / "prometheus", ports, scrape_interval="1s", rule_for="2s")
+    alertmanager = monitoring_parts.Alertmanager(tmp_path / "alertmanager", ports, group_wait="1s")
+    mail = monitoring_parts.MailSink(tmp_path / "mail", ports)
+    for part in (prometheus, alertmanager, mail):
+        part.prepare()
+
+    with contextlib.ExitStack() as stack:
+        for name, part in (("mail", mail), ("alertmanager", alertmanager), ("redis-exporter", exporter)):
+            stack.enter_context(local_stack.running(name, part.command(), part.healthy, logs / f"{name}.log"))
+        stack.enter_context(
+            local_stack.running("prometheus", prometheus.command(), prometheus.healthy, logs / "prometheus.log")
+        )
+        with local_stack.running("redis", redis_server.command(), redis_server.healthy, logs / "redis.log"):
+            # Redis is up and seen up: no RedisDown yet.
+            assert local_stack.wait_until(lambda: exporter.healthy(), 30)
+            time.sleep(5)
+            assert not [m for m in read_maildir(mail.maildir) if "RedisDown" in str(m["Subject"])]
+        stopped = time.monotonic()
+        deadline = stopped + 90
+        received = []
+        while time.monotonic() < deadline and not received:
+            received = [m for m in read_maildir(mail.maildir) if "RedisDown" in str(m["Subject"])]
+            time.sleep(0.5)
+        waited = time.monotonic() - stopped
+        assert received, (
+            f"no RedisDown email within 90s; subjects: {[m['Subject'] for m in read_maildir(mail.maildir)]}"
+        )
+
+    message = received[0]
+    print(f"RedisDown email {waited:.1f}s after Redis stopped")
+    print("\n".join(f"{k}: {v}" for k, v in message.items() if k in ("From", "To", "Subject", "Date")))
+    assert message["Subject"].startswith("[clickstream] FIRING RedisDown: Redis 127.0.0.1:")
+    assert message["To"] == "data-team@clickstream.local"
+    body = message.get_body(preferencelist=("plain", "html")).get_content()
+    assert "The feature store does not answer" in body
