@@ -21,6 +21,7 @@ the Spark Kafka connector jars, comma-separated (empty when they are in Spark's 
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,6 +42,15 @@ SLA_VARIABLE = "clickstream_pipeline_sla_seconds"
 # resolving one while `airflow dags trigger` creates the run fails in Airflow 3.3.2 (the Variable lookup
 # closes the CLI's session under the new run: DetachedInstanceError on dag_model).
 SLA = timedelta(seconds=int(Variable.get(SLA_VARIABLE, 600)))
+# Deadline Alerts never fire under `airflow dags test`, and in Airflow 3.3.2 a DAG that has one cannot
+# finish a `dags test` run (DeadlineAlertModel.get_by_id is handed the alert itself, not its id), so the
+# alert is left off there; the scheduler and triggerer always see it.
+UNDER_DAGS_TEST = sys.argv[1:3] == ["dags", "test"]
+SLA_MISS_EMAIL = DeadlineAlert(
+    reference=DeadlineReference.DAGRUN_QUEUED_AT,
+    interval=SLA,
+    callback=AsyncCallback(email_deadline_missed, kwargs={"smtp_conn_id": "smtp_default"}),
+)
 
 with DAG(
     dag_id="clickstream_pipeline",
@@ -49,11 +59,7 @@ with DAG(
     doc_md=__doc__,
     tags=["clickstream"],
     default_args={"retries": 0},
-    deadline=DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=SLA,
-        callback=AsyncCallback(email_deadline_missed, kwargs={"smtp_conn_id": "smtp_default"}),
-    ),
+    deadline=None if UNDER_DAGS_TEST else SLA_MISS_EMAIL,
     params={
         "events": Param(5000, type="integer", minimum=1, description="burst size"),
         "rate": Param(None, type=["null", "number"], description="events/s; empty sends at full speed"),
