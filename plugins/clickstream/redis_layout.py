@@ -168,8 +168,13 @@ def read_counts(client: Any, pages: Iterable[str]) -> dict[tuple[str, str], int]
     pipe = client.pipeline(transaction=False)
     for page in pages:
         pipe.hgetall(count_key(page))
+    return cells_from_replies(pages, pipe.execute())
+
+
+def cells_from_replies(pages: Iterable[str], replies: Iterable[Any]) -> dict[tuple[str, str], int]:
+    """``{(page, window_label): count}`` from the HGETALL replies of ``click_count:<page>``, in page order."""
     out: dict[tuple[str, str], int] = {}
-    for page, fields in zip(pages, pipe.execute(), strict=True):
+    for page, fields in zip(pages, replies, strict=True):
         for label, count in fields.items():
-            out[(page, label.decode())] = int(count)
+            out[(page, label.decode() if isinstance(label, bytes) else label)] = int(count)
     return out

@@ -7,7 +7,7 @@ Redis holds for the burst's pages, and optionally the batch reconciler's report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,15 +35,6 @@ class SlaResult:
         more = len(self.problems) - len(shown)
         lines = [f"- {p}" for p in shown] + ([f"- ... and {more} more"] if more > 0 else [])
         return "\n".join(lines)
-
-
-def decode_cells(pages: Iterable[str], hashes: Iterable[Mapping[bytes, bytes]]) -> dict[tuple[str, str], int]:
-    """``{(page, window_label): count}`` from the HGETALL replies of ``click_count:<page>``, in page order."""
-    out: dict[tuple[str, str], int] = {}
-    for page, fields in zip(pages, hashes, strict=True):
-        for label, count in fields.items():
-            out[(page, label.decode() if isinstance(label, bytes) else label)] = int(count)
-    return out
 
 
 def allowed_shortfall(report: Mapping[str, Any] | None) -> int:

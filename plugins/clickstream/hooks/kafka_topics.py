@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
@@ -158,3 +160,14 @@ class KafkaTopicsHook(KafkaAdminClientHook):
                         raise
                     outcome[name] = "unchanged"  # created concurrently; the next run compares it
         return {name: outcome[name] for name in names}
+
+
+def kafka_bootstrap_servers(kafka_config_id: str) -> str:
+    """``bootstrap.servers`` of an Airflow Kafka connection, or an error that says where to set it."""
+    servers = BaseHook.get_connection(kafka_config_id).extra_dejson.get("bootstrap.servers")
+    if not servers:
+        raise AirflowFailException(
+            f"Kafka connection {kafka_config_id!r} has no 'bootstrap.servers' in its extra: "
+            'set it, e.g. {"bootstrap.servers": "broker:9092"}'
+        )
+    return str(servers)

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.sdk.observability.stats import Stats
 
 from clickstream.hooks.producer import ClickstreamProducerHook
+from clickstream.operators._templated import optional
 from clickstream.producing import ProducerError
 from clickstream.schema import TOPIC
 from clickstream.traffic import GroundTruth, TrafficConfig, TrafficGenerator
@@ -46,13 +47,6 @@ def plan_burst(
         return count, rate, rate, now_ms
     span_ms = int(count * 1000 / burst_events_per_second)
     return count, None, burst_events_per_second, now_ms - span_ms
-
-
-def _opt(value: Any, kind: type) -> Any:
-    """Templated fields arrive as strings; '' and 'None' mean not given."""
-    if value is None or value == "" or value == "None":
-        return None
-    return kind(value)
 
 
 class ProduceClickstreamBurstOperator(BaseOperator):
@@ -111,9 +105,9 @@ class ProduceClickstreamBurstOperator(BaseOperator):
     def traffic(self, now_ms: int) -> tuple[TrafficConfig, int, float | None]:
         try:
             count, pace, density, start_ms = plan_burst(
-                _opt(self.events, int),
-                _opt(self.duration_s, float),
-                _opt(self.rate, float),
+                optional(self.events, int),
+                optional(self.duration_s, float),
+                optional(self.rate, float),
                 now_ms,
                 float(self.burst_events_per_second),
             )

@@ -11,16 +11,16 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from clickstream.hooks.kafka_topics import kafka_bootstrap_servers
 from clickstream.hooks.redis import ClickstreamRedisHook
-from clickstream.operators.streaming import kafka_bootstrap_servers
+from clickstream.operators._templated import flag, optional
 from clickstream.schema import TOPIC
 
 
 def burst_time_range(burst: dict[str, Any] | None, from_ms: Any, to_ms: Any) -> tuple[int | None, int | None]:
     """The Kafka record-time range to recount: explicit bounds win, else the burst's own range."""
-    if from_ms not in (None, "", "None") or to_ms not in (None, "", "None"):
-        start = None if from_ms in (None, "", "None") else int(from_ms)
-        end = None if to_ms in (None, "", "None") else int(to_ms)
+    start, end = optional(from_ms, int), optional(to_ms, int)
+    if start is not None or end is not None:
         return start, end
     if burst:
         try:
@@ -93,7 +93,7 @@ class ReconcileClickstreamOperator(SparkSubmitOperator):
                 args += ["--from-ms", str(start)]
             if end is not None:
                 args += ["--to-ms", str(end)]
-            if str(self.repair).lower() in {"true", "1", "yes"}:
+            if flag(self.repair):
                 args.append("--repair")
             self.application_args = args
             redis_url = ClickstreamRedisHook(redis_conn_id=self.redis_conn_id).url()

@@ -7,28 +7,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk import BaseOperator
 from airflow.sdk import conf as airflow_conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from clickstream.hooks.kafka_topics import kafka_bootstrap_servers
 from clickstream.hooks.redis import ClickstreamRedisHook
 from clickstream.hooks.spark_streaming import DetachedSparkSubmitHook, SparkJobHandle, kill_job, log_tail, stop_job
+from clickstream.operators._templated import optional
 from clickstream.redis_layout import CONTROL_KEY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from clickstream.triggers.streaming_job import DIED, FAILED, FINISHED, STALLED, STOP_REQUESTED, StreamingJobTrigger
 
 BOUNDED, LONG_RUNNING = "bounded", "long_running"
-
-
-def kafka_bootstrap_servers(kafka_config_id: str) -> str:
-    """``bootstrap.servers`` of an Airflow Kafka connection, or an error that says where to set it."""
-    servers = BaseHook.get_connection(kafka_config_id).extra_dejson.get("bootstrap.servers")
-    if not servers:
-        raise AirflowFailException(
-            f"Kafka connection {kafka_config_id!r} has no 'bootstrap.servers' in its extra: "
-            'set it, e.g. {"bootstrap.servers": "broker:9092"}'
-        )
-    return str(servers)
 
 
 def statsd_env() -> dict[str, str]:
@@ -149,10 +140,10 @@ class ClickstreamStreamingOperator(BaseOperator):
         ]  # fmt: skip
         if self.mode == BOUNDED:
             args.append("--available-now")
-        if self.metrics_port not in (None, "", "None"):
-            args += ["--metrics-port", str(int(self.metrics_port))]  # type: ignore[arg-type]
-        if self.max_offsets_per_trigger not in (None, "", "None"):
-            args += ["--max-offsets-per-trigger", str(int(self.max_offsets_per_trigger))]  # type: ignore[arg-type]
+        if (metrics_port := optional(self.metrics_port, int)) is not None:
+            args += ["--metrics-port", str(metrics_port)]
+        if (max_offsets := optional(self.max_offsets_per_trigger, int)) is not None:
+            args += ["--max-offsets-per-trigger", str(max_offsets)]
         return args
 
     def _check_arguments(self) -> None:

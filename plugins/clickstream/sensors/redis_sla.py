@@ -11,13 +11,10 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from clickstream.hooks.redis import ClickstreamRedisHook
+from clickstream.operators._templated import flag
 from clickstream.redis_layout import read_counts
 from clickstream.sla import SlaResult, check_burst
 from clickstream.triggers.redis_sla import RedisSlaTrigger
-
-
-def _flag(value: Any) -> bool:
-    return str(value).lower() in {"true", "1", "yes", "on"}
 
 
 class ClickstreamRedisSlaSensor(BaseSensorOperator):
@@ -74,7 +71,7 @@ class ClickstreamRedisSlaSensor(BaseSensorOperator):
             cells=read_counts(client, sorted(truth.get("page_totals", {}))),
             now_ms=int(time.time() * 1000),
             freshness_s=float(self.freshness_s),
-            exact=_flag(self.exact_totals),
+            exact=flag(self.exact_totals),
             report=self.report if isinstance(self.report, dict) else None,
         )
         if not result.ok:
@@ -97,7 +94,7 @@ class ClickstreamRedisSlaSensor(BaseSensorOperator):
                 truth=self._truth(),
                 report=self.report if isinstance(self.report, dict) else None,
                 freshness_s=float(self.freshness_s),
-                exact=_flag(self.exact_totals),
+                exact=flag(self.exact_totals),
                 deadline_ms=int((time.time() + timeout_s) * 1000),
                 redis_conn_id=self.redis_conn_id,
                 poll_interval_s=float(self.poke_interval),

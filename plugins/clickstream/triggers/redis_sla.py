@@ -10,8 +10,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from clickstream.hooks.redis import ClickstreamRedisHook
-from clickstream.redis_layout import count_key
-from clickstream.sla import SlaResult, check_burst, decode_cells
+from clickstream.redis_layout import cells_from_replies, count_key
+from clickstream.sla import SlaResult, check_burst
 
 
 async def read_burst_cells(client: Any, pages: list[str]) -> dict[tuple[str, str], int]:
@@ -19,7 +19,7 @@ async def read_burst_cells(client: Any, pages: list[str]) -> dict[tuple[str, str
     pipe = client.pipeline(transaction=False)
     for page in pages:
         pipe.hgetall(count_key(page))
-    return decode_cells(pages, await pipe.execute())
+    return cells_from_replies(pages, await pipe.execute())
 
 
 class RedisSlaTrigger(BaseTrigger):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from clickstream.redis_layout import cells_from_replies as decode_cells
 from clickstream.schema import window_label
-from clickstream.sla import allowed_shortfall, check_burst, decode_cells
+from clickstream.sla import allowed_shortfall, check_burst
 
 W0 = 1_765_000_020_000  # a window start
 W1 = W0 + 60_000
