@@ -1,12 +1,12 @@
 # The clickstream Airflow image: the official Airflow 3.3 image (Python 3.11) plus Java 17, the full
-# pyspark with the Kafka connector jars, and this package with its DAGs and Spark applications.
+# pyspark with the Kafka connector jars and the event parser, and this package with its DAGs and Spark applications.
 # Used by docker-compose.yml for every Airflow component and the Spark master and worker.
 ARG AIRFLOW_VERSION=3.3.2
 FROM apache/airflow:${AIRFLOW_VERSION}-python3.11
 
 USER root
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless maven \
+ && apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64
 
@@ -30,6 +30,13 @@ RUN SPARK_JARS="$(python -c 'import pyspark, os; print(os.path.join(os.path.dirn
 ENV SPARK_HOME=/home/airflow/.local/lib/python3.11/site-packages/pyspark \
     PYSPARK_PYTHON=python \
     PYSPARK_DRIVER_PYTHON=python
+
+# The JVM half of event parsing, compiled against Spark's own jars into Spark's jars/ (as `make setup` does).
+COPY --chown=airflow:root include/spark/java/ include/spark/java/
+RUN javac --release 17 -nowarn -encoding UTF-8 -cp "$SPARK_HOME/jars/*" -d /tmp/parser \
+        $(find include/spark/java -name '*.java') \
+ && jar cf "$SPARK_HOME/jars/clickstream-spark-parser.jar" -C /tmp/parser . \
+ && rm -rf /tmp/parser
 
 COPY --chown=airflow:root pyproject.toml README.md ./
 COPY --chown=airflow:root plugins/ plugins/

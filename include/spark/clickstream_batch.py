@@ -26,9 +26,8 @@ import redis
 from clickstream import redis_layout
 from clickstream.reconcile import reconcile
 from clickstream.schema import TOPIC
-from clickstream.spark.transforms import invalid_events, parse_events, valid_events, window_counts
+from clickstream.spark.transforms import parse_events, tally
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 log = logging.getLogger("clickstream.batch")
 REPORT_MARKER = "CLICKSTREAM_REPORT"
@@ -77,18 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         reader = reader.option("startingOffsets", args.starting_offsets).option("endingOffsets", args.ending_offsets)
         selected = {"starting_offsets": args.starting_offsets, "ending_offsets": args.ending_offsets}
 
-    parsed = parse_events(reader.load()).persist()
-    try:
-        counted = window_counts(valid_events(parsed), watermark=None).collect()
-        rejected = invalid_events(parsed).groupBy("reject_reason").count().collect()
-        offsets = parsed.groupBy("partition").agg(F.min("offset").alias("first"), F.max("offset").alias("last"))
-        offset_range = {str(r.partition): [r.first, r.last] for r in offsets.collect()}
-    finally:
-        parsed.unpersist()
+    recount: dict[tuple[str, int], int] = {}
+    invalid: dict[str, int] = {}
+    offset_range: dict[str, list[int]] = {}
+    for row in tally(parse_events(reader.load())).collect():  # one pass over Kafka: nothing cached or spilled
+        if row.reject_reason is None:
+            cell = (row.page, row.window_start_ms)
+            recount[cell] = recount.get(cell, 0) + row["count"]
+        else:
+            invalid[row.reject_reason] = invalid.get(row.reject_reason, 0) + row["count"]
+        first, last = offset_range.get(str(row.partition), [row.first_offset, row.last_offset])
+        offset_range[str(row.partition)] = [min(first, row.first_offset), max(last, row.last_offset)]
     read_s = time.monotonic() - read_started
 
-    recount = {(r.page, r.window_start_ms): r["count"] for r in counted}
-    invalid = {r.reject_reason: r["count"] for r in rejected}
     valid = sum(recount.values())
     client = redis.Redis.from_url(args.redis_url)
     stored = redis_layout.read_counts(client, {page for page, _ in recount})

@@ -3,10 +3,11 @@
     spark-submit --jars <connector jars> include/spark/clickstream_streaming.py \\
         --bootstrap-servers 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/0 --checkpoint-dir /var/lib/cs
 
-Two queries share one Spark session: ``clickstream_counts`` keeps the running window counts (state and
-Kafka offsets checkpointed together, so a crash neither loses nor double-counts) and writes them as
-absolute values; ``clickstream_raw`` sends invalid records to the dead-letter topic and each window's
-users to a HyperLogLog. Both report progress to Redis. SIGTERM lets the running batch finish, then stops.
+One query, ``clickstream_counts``, parses each micro-batch once and hands it to one sink: invalid
+records go to the dead-letter topic with their reason; valid ones add to the page's window counts and
+the window's users in Redis, in one atomic script that also records the batch id and the watermark, so
+a batch Spark replays after a crash changes nothing (exactly once, with Kafka offsets in the checkpoint).
+It reports progress to Redis. SIGTERM lets the running batch finish, then stops.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import signal
 import sys
 import time
 
-from clickstream.redis_layout import COUNTS_QUERY, RAW_QUERY
+from clickstream.redis_layout import COUNTS_QUERY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from clickstream.spark.metrics import StreamingMetrics
-from clickstream.spark.sinks import RawEventsSink, RedisProgressListener, WindowCountsSink
-from clickstream.spark.transforms import parse_events, valid_events, window_counts
+from clickstream.spark.sinks import PageViewsSink, RedisProgressListener
+from clickstream.spark.transforms import interval_ms, parse_events, valid_event_time
 from pyspark.sql import SparkSession
 
 log = logging.getLogger("clickstream.streaming")
@@ -40,6 +41,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trigger", default="1 second", help="micro-batch interval")
     p.add_argument("--available-now", action="store_true", help="process what is in the topic now, then stop")
     p.add_argument("--max-offsets-per-trigger", type=int, default=None)
+    p.add_argument(
+        "--driver-tally-rows",
+        type=int,
+        default=20_000,
+        help="micro-batches up to this many records are tallied on the driver (lower latency); larger ones by Spark",
+    )
     p.add_argument("--retention-minutes", type=int, default=7 * 24 * 60, help="Redis keeps windows this long")
     p.add_argument(
         "--shuffle-partitions",
@@ -66,6 +73,8 @@ def build_session(args: argparse.Namespace) -> SparkSession:
         .config("spark.ui.enabled", str(args.ui or args.metrics_port is not None).lower())
         .config("spark.ui.showConsoleProgress", str(args.console_progress).lower())
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
+        # Micro-batches are small and planned alike each time: re-optimizing them at run time costs latency.
+        .config("spark.sql.adaptive.enabled", "false")
     )
     if args.metrics_port is not None:
         builder = (
@@ -96,29 +105,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", args.max_offsets_per_trigger)
-    parsed = parse_events(reader.load())
+    # The watermark here only makes Spark report event-time figures (newest event, watermark) in each
+    # batch's progress; the sink keeps the watermark that decides what counts, with the counts.
+    parsed = parse_events(reader.load()).withColumn("_valid_time", valid_event_time())
     trigger = {"availableNow": True} if args.available_now else {"processingTime": args.trigger}
     retention_ms = args.retention_minutes * 60_000 if args.retention_minutes > 0 else None
-
-    counts = (
-        window_counts(valid_events(parsed), args.watermark)
-        .writeStream.outputMode("update")
-        .foreachBatch(WindowCountsSink(args.redis_url, retention_ms, metrics))
+    sink = PageViewsSink(
+        args.redis_url,
+        args.bootstrap_servers,
+        args.dead_letter_topic,
+        watermark_delay_ms=interval_ms(args.watermark),
+        retention_ms=retention_ms,
+        metrics=metrics,
+        local_rows=args.driver_tally_rows,
+    )
+    query = (
+        parsed.withWatermark("_valid_time", args.watermark)
+        .writeStream.foreachBatch(sink)
         .option("checkpointLocation", os.path.join(args.checkpoint_dir, "counts"))
         .queryName(COUNTS_QUERY)
         .trigger(**trigger)
         .start()
     )
-    raw = (
-        parsed.writeStream.foreachBatch(
-            RawEventsSink(args.redis_url, args.bootstrap_servers, args.dead_letter_topic, metrics)
-        )
-        .option("checkpointLocation", os.path.join(args.checkpoint_dir, "raw"))
-        .queryName(RAW_QUERY)
-        .trigger(**trigger)
-        .start()
-    )
-    queries = [counts, raw]
+    queries = [query]
 
     stop_requested = False
 

@@ -14,11 +14,13 @@ Around it, for dashboards and supervisors (all under ``clickstream:``):
 - ``clickstream:windows``: sorted set label -> window start (ms), for retention;
 - ``clickstream:pages``: set of pages seen, for retention;
 - ``clickstream:progress:<query>``: hash with the streaming query's latest progress;
+- ``clickstream:commit:<query id>``: hash with the last micro-batch applied and the watermark after it;
 - ``clickstream:control:streaming``: hash a user sets to ask the supervised streaming job to stop.
 
-Every write sets absolute values (HSET, ZADD) or adds to a set (PFADD), so replaying a micro-batch
-changes nothing. The scripts keep each batch to one atomic round trip. They compute key names in
-Lua, so they need a single Redis, not a Redis Cluster.
+The streaming job adds each micro-batch's views to the counts in one atomic script that also records
+the batch id, so a batch Spark replays after a crash changes nothing; the reconciler's repairs set
+absolute values (HSET, ZADD). Each write is one atomic round trip, a Lua script; the scripts compute
+key names in Lua, so they need a single Redis, not a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from clickstream.schema import window_label
@@ -57,9 +60,9 @@ def progress_key(query: str) -> str:
     return f"{PREFIX}progress:{query}"
 
 
-# The streaming application's two queries, by the names their progress is stored under.
-COUNTS_QUERY, RAW_QUERY = "clickstream_counts", "clickstream_raw"
-STREAMING_QUERIES = (COUNTS_QUERY, RAW_QUERY)
+# The streaming application's query, by the name its progress is stored under.
+COUNTS_QUERY = "clickstream_counts"
+STREAMING_QUERIES = (COUNTS_QUERY,)
 CONTROL_KEY = f"{PREFIX}control:streaming"
 
 
@@ -68,20 +71,9 @@ def request_stop(client: Any, reason: str = "") -> None:
     client.hset(CONTROL_KEY, mapping={"command": "stop", "requested_ms": int(time.time() * 1000), "reason": reason})
 
 
-# ARGV: top_n, retention_ms (windows starting that long before the newest are removed; 0 keeps all),
-#       then (page, label, window_start_ms, count) repeated.
-APPLY_COUNTS_LUA = """
-local top_n = tonumber(ARGV[1])
-local retention = tonumber(ARGV[2])
-local touched = {}
-for i = 3, #ARGV, 4 do
-  local page, label, start, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  redis.call('HSET', 'click_count:' .. page, label, count)
-  redis.call('SADD', 'clickstream:pages', page)
-  redis.call('ZADD', 'clickstream:windows', start, label)
-  redis.call('ZADD', 'clickstream:window:' .. label .. ':pages', count, page)
-  touched[label] = true
-end
+# What every cell-writing script ends with: each touched window's summary (total, top pages), then
+# retention. Expects locals top_n, retention and touched (label -> true); returns the windows removed.
+_SUMMARY_AND_RETENTION_LUA = """
 for label, _ in pairs(touched) do
   local ranked = redis.call('ZREVRANGE', 'clickstream:window:' .. label .. ':pages', 0, -1, 'WITHSCORES')
   local total, top = 0, {}
@@ -93,8 +85,8 @@ for label, _ in pairs(touched) do
   redis.call('HSET', 'clickstream:window:' .. label, 'total', total, 'top_pages', cjson.encode(top))
 end
 local removed = 0
-if retention > 0 then
-  local newest = redis.call('ZREVRANGE', 'clickstream:windows', 0, 0, 'WITHSCORES')
+local newest = redis.call('ZREVRANGE', 'clickstream:windows', 0, 0, 'WITHSCORES')
+if retention > 0 and #newest > 0 then
   local cutoff = tonumber(newest[2]) - retention
   local old = redis.call('ZRANGEBYSCORE', 'clickstream:windows', '-inf', '(' .. cutoff)
   if #old > 0 then
@@ -113,18 +105,59 @@ end
 return removed
 """
 
-# KEYS: none. ARGV: label, window_start_ms, user ids...
-APPLY_USERS_LUA = """
-local label, start = ARGV[1], ARGV[2]
-local key = 'clickstream:window:' .. label .. ':users'
-for i = 3, #ARGV, 5000 do
-  redis.call('PFADD', key, unpack(ARGV, i, math.min(i + 4999, #ARGV)))
+# ARGV: top_n, retention_ms (windows starting that long before the newest are removed; 0 keeps all),
+#       then (page, label, window_start_ms, count) repeated.
+APPLY_COUNTS_LUA = (
+    """
+local top_n = tonumber(ARGV[1])
+local retention = tonumber(ARGV[2])
+local touched = {}
+for i = 3, #ARGV, 4 do
+  local page, label, start, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  redis.call('HSET', 'click_count:' .. page, label, count)
+  redis.call('SADD', 'clickstream:pages', page)
+  redis.call('ZADD', 'clickstream:windows', start, label)
+  redis.call('ZADD', 'clickstream:window:' .. label .. ':pages', count, page)
+  touched[label] = true
 end
-redis.call('ZADD', 'clickstream:windows', 'NX', start, label)
-local n = redis.call('PFCOUNT', key)
-redis.call('HSET', 'clickstream:window:' .. label, 'unique_users', n)
-return n
 """
+    + _SUMMARY_AND_RETENTION_LUA
+)
+
+# One streaming micro-batch, applied at most once: the commit hash (ARGV[1]) remembers the last batch id
+# applied and the watermark after it, and a batch id at or below it changes nothing.
+# ARGV: commit_key, batch_id, watermark_ms, top_n, retention_ms, cell count,
+#       then (page, label, window_start_ms, views) per cell, then (label, window_start_ms, user count, users...)
+#       per window. Returns {1 if applied else 0, windows removed}.
+APPLY_BATCH_LUA = """
+local commit_key, batch_id = ARGV[1], tonumber(ARGV[2])
+local last = redis.call('HGET', commit_key, 'batch_id')
+if last and tonumber(last) >= batch_id then return {0, 0} end
+local top_n = tonumber(ARGV[4])
+local retention = tonumber(ARGV[5])
+local touched = {}
+local i = 7
+for _ = 1, tonumber(ARGV[6]) do
+  local page, label, start = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local count = redis.call('HINCRBY', 'click_count:' .. page, label, ARGV[i + 3])
+  redis.call('SADD', 'clickstream:pages', page)
+  redis.call('ZADD', 'clickstream:windows', start, label)
+  redis.call('ZADD', 'clickstream:window:' .. label .. ':pages', count, page)
+  touched[label] = true
+  i = i + 4
+end
+while i <= #ARGV do
+  local label, start, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local key = 'clickstream:window:' .. label .. ':users'
+  for j = i + 3, i + 2 + n, 5000 do
+    redis.call('PFADD', key, unpack(ARGV, j, math.min(j + 4999, i + 2 + n)))
+  end
+  redis.call('ZADD', 'clickstream:windows', 'NX', start, label)
+  redis.call('HSET', 'clickstream:window:' .. label, 'unique_users', redis.call('PFCOUNT', key))
+  i = i + 3 + n
+end
+redis.call('HSET', commit_key, 'batch_id', batch_id, 'watermark_ms', ARGV[3])
+""" + _SUMMARY_AND_RETENTION_LUA.replace("return removed", "return {1, removed}")
 
 
 def apply_window_counts(client: Any, rows: Iterable[tuple[str, int, int]], retention_ms: int | None = None) -> int:
@@ -141,15 +174,48 @@ def apply_window_counts(client: Any, rows: Iterable[tuple[str, int, int]], reten
     return int(client.eval(APPLY_COUNTS_LUA, 0, TOP_PAGES, retention_ms or 0, *argv))
 
 
-def apply_window_users(client: Any, users_by_window: dict[int, Sequence[str]]) -> None:
-    """Add each window's users to its HyperLogLog and refresh ``unique_users``, in one pipelined round trip."""
-    if not users_by_window:
-        return
-    pipe = client.pipeline(transaction=False)
+def commit_key(query_id: str) -> str:
+    return f"{PREFIX}commit:{query_id}"
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What a streaming query has applied to Redis: its last batch id (None before the first) and watermark."""
+
+    batch_id: int | None = None
+    watermark_ms: int = 0
+
+
+def read_commit(client: Any, key: str) -> Commit:
+    raw = client.hmget(key, "batch_id", "watermark_ms")
+    return Commit(None if raw[0] is None else int(raw[0]), int(raw[1] or 0))
+
+
+def apply_batch(
+    client: Any,
+    key: str,
+    batch_id: int,
+    watermark_ms: int,
+    views: Iterable[tuple[str, int, int]],
+    users_by_window: dict[int, Sequence[str]],
+    retention_ms: int | None = None,
+) -> tuple[bool, int]:
+    """Add one micro-batch's ``(page, window_start_ms, views)`` and users, at most once per ``batch_id``.
+
+    One atomic script: when the commit hash ``key`` already holds this batch id or a later one (Spark
+    replays a batch after a crash), nothing changes. Otherwise the counts rise by the batch's views, the
+    users join each window's HyperLogLog, and the batch id and the watermark after it are recorded with
+    them. Returns (applied, windows expired).
+    """
+    cells: list[Any] = []
+    for page, start_ms, n in views:
+        cells += [page, window_label(start_ms), start_ms, n]
+    argv: list[Any] = [key, batch_id, watermark_ms, TOP_PAGES, retention_ms or 0, len(cells) // 4, *cells]
     for start_ms, users in users_by_window.items():
         if users:
-            pipe.eval(APPLY_USERS_LUA, 0, window_label(start_ms), start_ms, *users)
-    pipe.execute()
+            argv += [window_label(start_ms), start_ms, len(users), *users]
+    applied, expired = client.eval(APPLY_BATCH_LUA, 0, *argv)
+    return bool(applied), int(expired)
 
 
 def read_window(client: Any, label: str) -> dict[str, Any]:

@@ -57,21 +57,26 @@ def test_in_order_stream_counts_equal_the_ground_truth(
 
 
 def test_out_of_order_stream_within_the_watermark_counts_everything(
-    kafka_broker, topic_factory, redis_client, streaming_job
+    kafka_broker, topic_factory, redis_client, streaming_job, read_topic
 ):
     topic, dlq = topic_factory("ooo", partitions=3), topic_factory("ooo-dlq", partitions=1)
     config = TrafficConfig(
         seed=8, start_ms=int(time.time() * 1000) - 300_000, events_per_second=80,
-        late_share=0.25, late_mean_delay_s=20, late_max_delay_s=90,
+        late_share=0.25, late_mean_delay_s=20, late_max_delay_s=90, malformed_share=0.01,
     )  # fmt: skip
     produce(kafka_broker.bootstrap_servers, topic, config, 24_000)
     truth = ground_truth(config, 24_000)
     assert truth.late > 5000
 
     # Many small batches, so the watermark moves while late events keep arriving behind it.
-    job = streaming_job(topic, dlq, "--available-now", "--max-offsets-per-trigger", "3000", "--watermark", "3 minutes")
+    # Every batch tallied by Spark rather than on the driver: the other tests take the driver's path.
+    job = streaming_job(
+        topic, dlq, "--available-now", "--max-offsets-per-trigger", "3000", "--watermark", "3 minutes",
+        "--driver-tally-rows", "0",
+    )  # fmt: skip
     assert wait_exit(job, 300) == 0, log_tail(job)
     assert redis_counts(redis_client, truth) == dict(truth.window_counts)
+    assert len(read_topic(dlq)) == sum(truth.malformed.values())
 
 
 def test_exactly_once_through_three_sigkills(kafka_broker, topic_factory, redis_client, streaming_job, tmp_path):

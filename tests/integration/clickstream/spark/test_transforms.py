@@ -7,7 +7,7 @@ from collections import Counter
 import corpus
 import pytest
 from clickstream.schema import InvalidEvent, validate, window_start_ms
-from clickstream.spark.transforms import dead_letters, invalid_events, parse_events, valid_events, window_counts
+from clickstream.spark.transforms import dead_letters, invalid_events, parse_events, tally
 from pyspark.sql import functions as F
 
 pytestmark = pytest.mark.integration
@@ -48,10 +48,15 @@ def test_window_counts_match_the_ground_truth_in_batch(spark):
     config = TrafficConfig(start_ms=corpus.NOW - 900_000, events_per_second=20, late_share=0.2, malformed_share=0.05)
     truth = ground_truth(config, 5000)
     parsed = parse_events(kafka_like(spark, [r.value for r in generate(config, 5000)]), now_ms=F.lit(corpus.NOW))
-    counts = {(r.page, r.window_start_ms): r["count"] for r in window_counts(valid_events(parsed), None).collect()}
+    rows = tally(parsed).collect()
+    counts = {(r.page, r.window_start_ms): r["count"] for r in rows if r.reject_reason is None}
     assert counts == dict(truth.window_counts)
-    assert Counter(r.reject_reason for r in invalid_events(parsed).collect()) == truth.malformed
+    invalid: Counter[str] = Counter()
+    for r in (r for r in rows if r.reject_reason is not None):
+        invalid[r.reject_reason] += r["count"]
+    assert invalid == truth.malformed == Counter(r.reject_reason for r in invalid_events(parsed).collect())
     assert all(ws == window_start_ms(ws) for _, ws in counts)
+    assert (min(r.first_offset for r in rows), max(r.last_offset for r in rows)) == (0, 4999)
 
 
 def test_dead_letters_keep_the_original_bytes_and_say_why(spark):

@@ -1,0 +1,66 @@
+"""The streaming sink's Redis script on a real Redis: a micro-batch counts once, however often it is sent."""
+
+from __future__ import annotations
+
+import pytest
+from clickstream import redis_layout
+from clickstream.schema import window_label
+
+pytestmark = pytest.mark.integration
+
+W0 = 1_795_000_020_000 - 1_795_000_020_000 % 60_000
+W1 = W0 + 60_000
+KEY = redis_layout.commit_key("query-1")
+
+
+def counts(client, *pages):
+    return redis_layout.read_counts(client, pages)
+
+
+def test_a_replayed_batch_changes_nothing(redis_client):
+    views = [("/home", W0, 3), ("/about", W0, 1)]
+    users = {W0: ["u1", "u2", "u1"]}
+    assert redis_layout.apply_batch(redis_client, KEY, 0, W0 - 60_000, views, users) == (True, 0)
+    before = {k: redis_client.dump(k) for k in redis_client.keys("*")}
+
+    # The same batch again, as Spark sends it after a crash between the Redis write and its own commit.
+    assert redis_layout.apply_batch(redis_client, KEY, 0, W0 - 60_000, views, users) == (False, 0)
+    assert {k: redis_client.dump(k) for k in redis_client.keys("*")} == before
+    assert redis_layout.read_commit(redis_client, KEY) == redis_layout.Commit(0, W0 - 60_000)
+
+
+def test_each_new_batch_adds_to_the_absolute_counts_and_the_window_summary(redis_client):
+    redis_layout.apply_batch(redis_client, KEY, 0, 0, [("/home", W0, 3), ("/about", W0, 1)], {W0: ["u1", "u2"]})
+    redis_layout.apply_batch(redis_client, KEY, 1, W0, [("/home", W0, 2), ("/home", W1, 5)], {W0: ["u3"], W1: ["u1"]})
+
+    assert counts(redis_client, "/home", "/about") == {
+        ("/home", window_label(W0)): 5,
+        ("/home", window_label(W1)): 5,
+        ("/about", window_label(W0)): 1,
+    }
+    # The seed's layout, literally.
+    assert redis_client.hget("click_count:/home", window_label(W0)) == b"5"
+    assert redis_layout.read_window(redis_client, window_label(W0)) == {
+        "total": 6,
+        "unique_users": 3,
+        "top_pages": [("/home", 5), ("/about", 1)],
+    }
+    assert redis_layout.read_commit(redis_client, KEY) == redis_layout.Commit(1, W0)
+
+
+def test_another_query_keeps_its_own_commit(redis_client):
+    redis_layout.apply_batch(redis_client, KEY, 7, 0, [("/home", W0, 1)], {})
+    other = redis_layout.commit_key("query-2")
+    assert redis_layout.read_commit(redis_client, other) == redis_layout.Commit(None, 0)
+    assert redis_layout.apply_batch(redis_client, other, 0, 0, [("/home", W0, 1)], {}) == (True, 0)
+    assert counts(redis_client, "/home") == {("/home", window_label(W0)): 2}
+
+
+def test_windows_past_retention_are_removed_with_the_batch_that_passes_them(redis_client):
+    redis_layout.apply_batch(redis_client, KEY, 0, 0, [("/home", W0, 1)], {W0: ["u1"]}, retention_ms=60_000)
+    applied, expired = redis_layout.apply_batch(
+        redis_client, KEY, 1, 0, [("/home", W1 + 60_000, 1)], {}, retention_ms=60_000
+    )
+    assert (applied, expired) == (True, 1)
+    assert counts(redis_client, "/home") == {("/home", window_label(W1 + 60_000)): 1}
+    assert not redis_client.exists(redis_layout.window_users_key(window_label(W0)))
