@@ -263,6 +263,9 @@ def tally(parsed: DataFrame) -> DataFrame:
     ).agg(F.count("*").alias("count"), F.min("offset").alias("first_offset"), F.max("offset").alias("last_offset"))
 
 
+TALLY_COLUMNS = ("reject_reason", "page", "window_start_ms", "user_id", "n", "newest_ms")
+
+
 def batch_tallies(records: DataFrame) -> DataFrame:
     """A micro-batch's figures from :func:`compact` records, in one aggregation (one Spark job).
 
@@ -270,9 +273,8 @@ def batch_tallies(records: DataFrame) -> DataFrame:
     ``newest_ms``; per ``reject_reason``, ``n`` invalid records; and each distinct (window_start_ms,
     user_id) of valid records, for the window's HyperLogLog (``user_id`` is set only on those rows).
     """
-    keys = ("reject_reason", "page", "window_start_ms", "user_id")
     return records.groupingSets(
-        [("reject_reason", "page", "window_start_ms"), ("window_start_ms", "user_id")], *keys
+        [("reject_reason", "page", "window_start_ms"), ("window_start_ms", "user_id")], *TALLY_COLUMNS[:4]
     ).agg(F.count("*").alias("n"), F.max("ts_ms").alias("newest_ms"))
 
 
