@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dead-letter-topic", default=DEAD_LETTER_TOPIC)
     p.add_argument("--starting-offsets", default="earliest", help="earliest, latest, or Spark's per-partition JSON")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    p.add_argument("--checkpoint-dir", required=True, help="where offsets and window state survive restarts")
+    p.add_argument("--checkpoint-dir", required=True, help="where Kafka offsets and the query's id survive restarts")
     p.add_argument("--watermark", default="2 minutes", help="how late an event may be and still count")
     p.add_argument("--trigger", default="1 second", help="micro-batch interval")
     p.add_argument("--available-now", action="store_true", help="process what is in the topic now, then stop")

@@ -123,7 +123,8 @@ class ClickstreamStreamingOperator(BaseOperator):
     # ------------------------------------------------------------------ launching
 
     def _checkpoint(self) -> str:
-        """Where offsets and window state survive restarts: keep it across runs, or counts start over."""
+        """Where Kafka offsets and the query's id survive restarts. Keep it across runs: a new checkpoint is a
+        new query, which reads from its starting offsets and adds what it reads to Redis again."""
         airflow_home = os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow"))
         return self.checkpoint_dir or os.path.join(airflow_home, "clickstream", "checkpoint")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from clickstream import redis_layout
@@ -77,6 +78,31 @@ def test_out_of_order_stream_within_the_watermark_counts_everything(
     assert wait_exit(job, 300) == 0, log_tail(job)
     assert redis_counts(redis_client, truth) == dict(truth.window_counts)
     assert len(read_topic(dlq)) == sum(truth.malformed.values())
+
+
+def test_a_batch_replayed_after_a_crash_changes_nothing(
+    topic_factory, kafka_broker, redis_client, streaming_job, tmp_path
+):
+    """The crash the sink's commit guards against, made certain: Redis has the batch, Spark's log does not."""
+    topic, dlq = topic_factory("replay", partitions=2), topic_factory("replay-dlq", partitions=1)
+    config = TrafficConfig(seed=21, start_ms=int(time.time() * 1000) - 120_000, events_per_second=50)
+    produce(kafka_broker.bootstrap_servers, topic, config, 6000)
+    truth = ground_truth(config, 6000)
+    checkpoint = tmp_path / "replay-checkpoint"
+    first = streaming_job(topic, dlq, "--available-now", "--max-offsets-per-trigger", "2000", checkpoint=checkpoint)
+    assert wait_exit(first, 240) == 0, log_tail(first)
+    assert redis_counts(redis_client, truth) == dict(truth.window_counts)
+
+    # Forget that the last batch was committed, as if the driver died right after writing Redis.
+    commits = sorted((checkpoint / "counts/commits").glob("[0-9]*"), key=lambda p: int(p.name))
+    last = int(commits[-1].name)
+    commits[-1].unlink()
+    (commits[-1].parent / f".{last}.crc").unlink(missing_ok=True)  # Hadoop's checksum beside it
+    again = streaming_job(topic, dlq, "--available-now", checkpoint=checkpoint)
+    assert wait_exit(again, 240) == 0, log_tail(again)
+
+    assert f"batch {last}: already applied to Redis" in Path(again.log_path).read_text()
+    assert redis_counts(redis_client, truth) == dict(truth.window_counts)
 
 
 def test_exactly_once_through_three_sigkills(kafka_broker, topic_factory, redis_client, streaming_job, tmp_path):
