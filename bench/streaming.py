@@ -4,8 +4,9 @@
    possible) works through it for at least ``--sustain-s`` seconds; the rate is the rows its counting
    query committed over that time, read from the progress it writes to Redis.
 2. Latency: a fresh streaming job with a 1 s trigger, fed 1,000 events/s in real time; an event's
-   latency is from its send time (its event time) until Redis's window total includes it, polled
-   every 20 ms.
+   latency is from the moment it is handed to the Kafka producer until Redis's window total includes
+   it, polled every 20 ms. (Its event time is set when the burst is generated, a second or so before
+   sending starts, so it would overstate every latency by that much.)
 3. Reference: the batch application recounts the sustained test's topic; its events/s (Spark session
    start-up excluded) is the rate the streaming job is held against.
 """
@@ -39,6 +40,11 @@ TARGETS = {"sustained_events_per_s": 100_000, "ratio_to_batch": 0.7, "p50_ms": 1
            "batch_events_per_s": 300_000}  # fmt: skip
 
 
+# Catching up on a backlog, a micro-batch of a million events keeps Spark's fixed cost per batch (offset
+# and commit logs, planning: ~0.15 s) small beside its work.
+MAX_OFFSETS_PER_TRIGGER = 1_000_000
+
+
 def spark_job(app: Path, args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
         return subprocess.Popen(local_stack.spark_submit_command(app, *args, master="local[*]"), stdout=out,
@@ -50,7 +56,7 @@ def sustained(broker, redis_port: int, workdir: Path, topic: str, dlq: str, even
     client.flushdb()
     args = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic, "--dead-letter-topic", dlq,
             "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--checkpoint-dir", str(workdir / "ckpt-sustained"),
-            "--trigger", "0 seconds", "--max-offsets-per-trigger", "250000"]  # fmt: skip
+            "--trigger", "0 seconds", "--max-offsets-per-trigger", str(MAX_OFFSETS_PER_TRIGGER)]  # fmt: skip
     job = spark_job(STREAMING_APP, args, workdir / "sustained.log")
     key = redis_layout.progress_key("clickstream_counts")
     batches: dict[int, tuple[float, int]] = {}  # batch id -> (time seen, input rows)
@@ -93,13 +99,26 @@ def latency(broker, redis_port: int, workdir: Path, topic: str, dlq: str, second
             time.sleep(0.2)
         time.sleep(5)  # the first (empty) batches are behind us
         rate, count = 1000.0, int(seconds * 1000)
+        producer = BurstProducer({"bootstrap.servers": broker.bootstrap_servers})
+        # Warm-up: the job's first events pay once for code generation and Kafka consumers (seconds);
+        # the measure is the steady state, so 3 s of events go first, and are seen in Redis, untimed.
+        warm = TrafficConfig(seed=98, start_ms=int(time.time() * 1000), events_per_second=rate, bot_share=0.0)
+        warm_started = time.monotonic()
+        producer.send(topic, TrafficGenerator(warm).records(3000), rate=rate)
+        while int(client.hget(key, "batch_id") or 0) < 2 or _total_views(client) < 3000:
+            if time.monotonic() - warm_started > 120:
+                raise RuntimeError("the warm-up events never reached Redis")
+            time.sleep(0.05)
+        warm_up_s = time.monotonic() - warm_started
         config = TrafficConfig(seed=99, start_ms=int(time.time() * 1000), events_per_second=rate, bot_share=0.0)
         records = list(TrafficGenerator(config).records(count))
-        # Rank of each event within its window: the window total that includes it.
+        # Rank of each event within its window: the window total that includes it (after the warm-up's).
         ranks, seen = [], {}
         for r in records:
             w = window_start_ms(r.ts)
-            seen[w] = seen.get(w, 0) + 1
+            if w not in seen:
+                seen[w] = int(client.hget(redis_layout.window_key(window_label(w)), "total") or 0)
+            seen[w] += 1
             ranks.append((w, seen[w], r.ts))
         reached: dict[int, list[tuple[float, int]]] = {}
         done = threading.Event()
@@ -119,18 +138,24 @@ def latency(broker, redis_port: int, workdir: Path, topic: str, dlq: str, second
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
-        producer = BurstProducer({"bootstrap.servers": broker.bootstrap_servers})
-        producer.send(topic, records, rate=rate)
+        sent_ms: list[float] = []
+
+        def timed(records):  # the moment each event is handed to the producer: where its latency starts
+            for record in records:
+                sent_ms.append(time.time() * 1000)
+                yield record
+
+        producer.send(topic, timed(records), rate=rate)
         time.sleep(8)
         done.set()
         poller.join()
     finally:
         local_stack.stop_process(job, grace=60)
     latencies = []
-    for w, rank, ts in ranks:
+    for (w, rank, _), sent in zip(ranks, sent_ms, strict=True):
         first = next((t for t, total in reached.get(w, []) if total >= rank), None)
         if first is not None:
-            latencies.append(max(0.0, first - ts))
+            latencies.append(max(0.0, first - sent))
     latencies.sort()
     missing = len(ranks) - len(latencies)
     return {
@@ -139,7 +164,13 @@ def latency(broker, redis_port: int, workdir: Path, topic: str, dlq: str, second
         "p50_ms": latencies[len(latencies) // 2],
         "p95_ms": latencies[int(len(latencies) * 0.95)],
         "mean_ms": statistics.fmean(latencies),
+        "warm_up_s": warm_up_s,
     }
+
+
+def _total_views(client: redis.Redis) -> int:
+    labels = [label.decode() for label in client.zrange(redis_layout.WINDOWS_KEY, 0, -1)]
+    return sum(int(client.hget(redis_layout.window_key(label), "total") or 0) for label in labels)
 
 
 def batch(broker, redis_port: int, workdir: Path, topic: str) -> dict:
@@ -153,7 +184,7 @@ def batch(broker, redis_port: int, workdir: Path, topic: str) -> dict:
     return {"events": data["events_read"], "events_per_s": data["events_per_s"], "seconds": data["seconds"]}
 
 
-def run(events: int = 12_000_000, sustain_s: float = 180.0, latency_s: float = 60.0) -> dict:
+def run(events: int = 72_000_000, sustain_s: float = 180.0, latency_s: float = 60.0) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="clickstream-bench-streaming-"))
     broker = local_stack.KafkaBroker(workdir / "kafka", local_stack.free_port(), local_stack.free_port(), heap="1g")
     broker.prepare()
@@ -186,10 +217,12 @@ def run(events: int = 12_000_000, sustain_s: float = 180.0, latency_s: float = 6
 
     print()
     print("Streaming Kafka -> Spark -> Redis, local[*] on this machine, all figures from this run")
-    print(f"{'measure':<44} {'value':>14} {'target':>12} verdict")
+    print(f"{'measure':<60} {'value':>12} {'target':>12} verdict")
+    batch_cap = f"{MAX_OFFSETS_PER_TRIGGER:,}"
     rows = [
-        (f"sustained events/s ({sus['seconds']:.0f} s, {sus['batches']} batches)", f"{sus['events_per_s']:,.0f}",
-         ">= 100,000", verdict(sus["events_per_s"] >= TARGETS["sustained_events_per_s"])),
+        (f"sustained events/s ({sus['seconds']:.0f} s, {sus['batches']} batches of <= {batch_cap})",
+         f"{sus['events_per_s']:,.0f}", ">= 100,000",
+         verdict(sus["events_per_s"] >= TARGETS["sustained_events_per_s"])),
         (f"batch application events/s ({bat['events']:,} events)", f"{bat['events_per_s']:,.0f}", ">= 300,000",
          verdict(bat["events_per_s"] >= TARGETS["batch_events_per_s"])),
         ("streaming / batch", f"{ratio:.2f}", ">= 0.70", verdict(ratio >= TARGETS["ratio_to_batch"])),
@@ -199,7 +232,11 @@ def run(events: int = 12_000_000, sustain_s: float = 180.0, latency_s: float = 6
          verdict(lat["p95_ms"] <= TARGETS["p95_ms"])),
     ]  # fmt: skip
     for label, value, target, ok in rows:
-        print(f"{label:<44} {value:>14} {target:>12} {ok}")
+        print(f"{label:<60} {value:>12} {target:>12} {ok}")
+    print(
+        f"(latency is the steady state: the job's first 3,000 events, sent before it, took"
+        f" {lat['warm_up_s']:.1f} s to reach Redis, code generation and Kafka consumers included)"
+    )
     if lat["not_seen"]:
         print(f"warning: {lat['not_seen']} events never showed up in Redis during the latency run")
     return {"sustained": sus, "latency": lat, "batch": bat, "ratio": ratio}
@@ -207,7 +244,7 @@ def run(events: int = 12_000_000, sustain_s: float = 180.0, latency_s: float = 6
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=12_000_000, help="backlog for the sustained run")
+    parser.add_argument("--events", type=int, default=72_000_000, help="backlog for the sustained run")
     parser.add_argument("--sustain-s", type=float, default=180.0)
     parser.add_argument("--latency-s", type=float, default=60.0)
     args = parser.parse_args()
