@@ -16,13 +16,12 @@ from typing import Any
 
 import redis
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
 
 from clickstream.redis_layout import COUNTS_QUERY, apply_batch, commit_key, progress_key, read_commit
 from clickstream.schema import WINDOW_MS, window_label, window_start_ms
 from clickstream.spark.metrics import StreamingMetrics
-from clickstream.spark.transforms import TALLY_COLUMNS, batch_tallies, compact, dead_letters
+from clickstream.spark.transforms import TALLY_COLUMNS, batch_tallies, compact, dead_letters, invalid_events
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ class PageViewsSink(_RedisSink):
             for values in zip(*(columns[name] for name in TALLY_COLUMNS), strict=True):
                 figures.add_tally(*values)
             if figures.dead:
-                self._send_dead_letters(records.where(F.col("reject_reason").isNotNull()))
+                self._send_dead_letters(invalid_events(records))
         finally:
             if cached:
                 records.unpersist()
