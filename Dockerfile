@@ -31,7 +31,7 @@ ENV SPARK_HOME=/home/airflow/.local/lib/python3.11/site-packages/pyspark \
     PYSPARK_PYTHON=python \
     PYSPARK_DRIVER_PYTHON=python
 
-# The JVM half of event parsing, compiled against Spark's own jars into Spark's jars/ (as `make setup` does).
+# The JVM half of event parsing and micro-batch tallies, compiled against Spark's own jars into Spark's jars/ (as `make setup` does).
 COPY --chown=airflow:root include/spark/java/ include/spark/java/
 RUN javac --release 17 -nowarn -encoding UTF-8 -cp "$SPARK_HOME/jars/*" -d /tmp/parser \
         $(find include/spark/java -name '*.java') \

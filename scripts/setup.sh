@@ -16,7 +16,7 @@ mark_done() { local name=$1; shift; inputs_hash "$@" > "$stamp_dir/$name"; }
 
 # 1. System packages (Debian): Java for Kafka and Spark, Maven for the jars, Redis, PostgreSQL.
 need_apt=()
-command -v javac >/dev/null || need_apt+=(openjdk-17-jdk-headless)  # javac builds the Spark event parser
+command -v javac >/dev/null || need_apt+=(openjdk-17-jdk-headless)  # javac builds the Spark event parser and batch tally
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 # PostgreSQL, for CLICKSTREAM_AIRFLOW_DB=postgres (runuser, from util-linux, runs it as its own user).
@@ -80,12 +80,13 @@ copy_jars include/jars/kafka-broker "$CLICKSTREAM_KAFKA_LIBS"
 # (the broker's list includes the Prometheus JMX agent, which serves its metrics)
 copy_jars include/jars/spark-kafka "$CLICKSTREAM_SPARK_JARS_DIR"
 
-# 3b. The JVM half of event parsing (include/spark/java), compiled against pyspark's own jars into a jar
-#     beside the connector's, so every spark-submit that gets the connector gets the parser too.
+# 3b. The JVM half of event parsing and of micro-batch tallies (include/spark/java), compiled against
+#     pyspark's own jars into a jar beside the connector's, so every spark-submit that gets the connector
+#     gets these too.
 parser_jar="$CLICKSTREAM_SPARK_JARS_DIR/clickstream-spark-parser.jar"
 mapfile -t parser_sources < <(find include/spark/java -name '*.java' | sort)
 if [ ! -f "$parser_jar" ] || ! done_before spark-parser "${parser_sources[@]}"; then
-  log "compiling the Spark event parser"
+  log "compiling the Spark event parser and batch tally"
   classes="$CLICKSTREAM_DEPS/spark-parser-classes"
   rm -rf "$classes"
   javac --release 17 -nowarn -encoding UTF-8 -cp "$SPARK_HOME/jars/*" -d "$classes" "${parser_sources[@]}"

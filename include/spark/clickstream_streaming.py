@@ -41,12 +41,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trigger", default="1 second", help="micro-batch interval")
     p.add_argument("--available-now", action="store_true", help="process what is in the topic now, then stop")
     p.add_argument("--max-offsets-per-trigger", type=int, default=None)
-    p.add_argument(
-        "--driver-tally-rows",
-        type=int,
-        default=20_000,
-        help="micro-batches up to this many records are tallied on the driver (lower latency); larger ones by Spark",
-    )
     p.add_argument("--retention-minutes", type=int, default=7 * 24 * 60, help="Redis keeps windows this long")
     p.add_argument(
         "--shuffle-partitions",
@@ -117,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         watermark_delay_ms=interval_ms(args.watermark),
         retention_ms=retention_ms,
         metrics=metrics,
-        local_rows=args.driver_tally_rows,
     )
     query = (
         parsed.withWatermark("_valid_time", args.watermark)

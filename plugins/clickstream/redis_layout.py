@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,8 +127,8 @@ end
 # One streaming micro-batch, applied at most once: the commit hash (ARGV[1]) remembers the last batch id
 # applied and the watermark after it, and a batch id at or below it changes nothing.
 # ARGV: commit_key, batch_id, watermark_ms, top_n, retention_ms, cell count,
-#       then (page, label, window_start_ms, views) per cell, then (label, window_start_ms, user count, users...)
-#       per window. Returns {1 if applied else 0, windows removed}.
+#       then (page, label, window_start_ms, views) per cell, then (label, window_start_ms, users as a dense
+#       HyperLogLog) per window, merged into the window's with PFMERGE. Returns {1 if applied else 0, windows removed}.
 APPLY_BATCH_LUA = """
 local commit_key, batch_id = ARGV[1], tonumber(ARGV[2])
 local last = redis.call('HGET', commit_key, 'batch_id')
@@ -147,14 +147,14 @@ for _ = 1, tonumber(ARGV[6]) do
   i = i + 4
 end
 while i <= #ARGV do
-  local label, start, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local label, start = ARGV[i], ARGV[i + 1]
   local key = 'clickstream:window:' .. label .. ':users'
-  for j = i + 3, i + 2 + n, 5000 do
-    redis.call('PFADD', key, unpack(ARGV, j, math.min(j + 4999, i + 2 + n)))
-  end
+  redis.call('SET', 'clickstream:scratch:users', ARGV[i + 2])
+  redis.call('PFMERGE', key, 'clickstream:scratch:users')
+  redis.call('DEL', 'clickstream:scratch:users')
   redis.call('ZADD', 'clickstream:windows', 'NX', start, label)
   redis.call('HSET', 'clickstream:window:' .. label, 'unique_users', redis.call('PFCOUNT', key))
-  i = i + 3 + n
+  i = i + 3
 end
 redis.call('HSET', commit_key, 'batch_id', batch_id, 'watermark_ms', ARGV[3])
 """ + _SUMMARY_AND_RETENTION_LUA.replace("return removed", "return {1, removed}")
@@ -197,23 +197,23 @@ def apply_batch(
     batch_id: int,
     watermark_ms: int,
     views: Iterable[tuple[str, int, int]],
-    users_by_window: dict[int, Sequence[str]],
+    users_by_window: dict[int, bytes],
     retention_ms: int | None = None,
 ) -> tuple[bool, int]:
     """Add one micro-batch's ``(page, window_start_ms, views)`` and users, at most once per ``batch_id``.
 
     One atomic script: when the commit hash ``key`` already holds this batch id or a later one (Spark
-    replays a batch after a crash), nothing changes. Otherwise the counts rise by the batch's views, the
-    users join each window's HyperLogLog, and the batch id and the watermark after it are recorded with
-    them. Returns (applied, windows expired).
+    replays a batch after a crash), nothing changes. Otherwise the counts rise by the batch's views, each
+    window's users (a HyperLogLog in Redis's dense encoding, as the Spark tally builds it) merge into the
+    window's, and the batch id and the watermark after it are recorded with them. Returns (applied,
+    windows expired).
     """
     cells: list[Any] = []
     for page, start_ms, n in views:
         cells += [page, window_label(start_ms), start_ms, n]
     argv: list[Any] = [key, batch_id, watermark_ms, TOP_PAGES, retention_ms or 0, len(cells) // 4, *cells]
     for start_ms, users in users_by_window.items():
-        if users:
-            argv += [window_label(start_ms), start_ms, len(users), *users]
+        argv += [window_label(start_ms), start_ms, users]
     applied, expired = client.eval(APPLY_BATCH_LUA, 0, *argv)
     return bool(applied), int(expired)
 

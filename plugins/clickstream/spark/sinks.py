@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ from pyspark.sql.streaming import StreamingQueryListener
 from clickstream.redis_layout import COUNTS_QUERY, apply_batch, commit_key, progress_key, read_commit
 from clickstream.schema import WINDOW_MS, window_label, window_start_ms
 from clickstream.spark.metrics import StreamingMetrics
-from clickstream.spark.transforms import TALLY_COLUMNS, batch_tallies, compact, dead_letters, invalid_events
+from clickstream.spark.transforms import batch_summary, compact, dead_letters, invalid_events
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,6 @@ class PageViewsSink(_RedisSink):
         retention_ms: int | None,
         metrics: StreamingMetrics | None = None,
         query_name: str = COUNTS_QUERY,
-        local_rows: int = 20_000,
     ) -> None:
         super().__init__(redis_url, metrics)
         self.bootstrap_servers = bootstrap_servers
@@ -71,10 +69,8 @@ class PageViewsSink(_RedisSink):
         self.watermark_delay_ms = watermark_delay_ms
         self.retention_ms = retention_ms
         self.query_name = query_name
-        self.local_rows = local_rows  # batches up to this many records are tallied on the driver
         self._commit_key: str | None = None
-        self._expect_small = True  # both judged from the previous batch
-        self._expect_dead = False
+        self._expect_dead = False  # judged from the previous batch
 
     def commit_key(self) -> str:
         """Keyed by the query's id, which its checkpoint keeps across restarts; a new checkpoint starts afresh."""
@@ -93,31 +89,13 @@ class PageViewsSink(_RedisSink):
             log.info("batch %d: already applied to Redis (replayed after a restart); skipped", batch_id)
             return
         records = compact(batch)
-        figures = BatchFigures(commit.watermark_ms)
-        if self._expect_small:
-            # A small batch costs less collected and tallied here than aggregated by Spark (one Spark job
-            # with no shuffle instead of two stages): what keeps latency low at a steady trickle.
-            head = records.limit(self.local_rows + 1).collect()
-            if len(head) <= self.local_rows:
-                for row in head:
-                    figures.add_record(row)
-                dead = [row for row in head if row.reject_reason is not None]
-                if dead:
-                    self._send_dead_letters(records.sparkSession.createDataFrame(dead, records.schema))
-                self._commit(figures, batch_id, key)
-                return
-            self._expect_small = False
         # Caching the batch costs about half again its parsing, so it is done only when the previous batch
         # had dead letters: sending them is a second pass, which then reads the cache, not Kafka again.
         cached = self._expect_dead
         if cached:
             records = records.persist()
         try:
-            # One Spark job for counts, users and dead letters, fetched as Arrow: a batch spanning many
-            # windows yields a row per (window, user), and Arrow moves those far faster than Row objects.
-            columns = batch_tallies(records).toArrow().to_pydict()
-            for values in zip(*(columns[name] for name in TALLY_COLUMNS), strict=True):
-                figures.add_tally(*values)
+            figures = BatchFigures.of(batch_summary(records), commit.watermark_ms)
             if figures.dead:
                 self._send_dead_letters(invalid_events(records))
         finally:
@@ -137,15 +115,15 @@ class PageViewsSink(_RedisSink):
 
     def _commit(self, figures: BatchFigures, batch_id: int, key: str) -> None:
         """One atomic Redis script: the views and users, the batch id and the watermark after this batch."""
-        self._expect_small = figures.records <= self.local_rows
         self._expect_dead = figures.dead > 0
         watermark_ms = figures.watermark_ms
         if figures.newest_ms is not None:
             watermark_ms = max(watermark_ms, figures.newest_ms - self.watermark_delay_ms)
         views = [(page, start, n) for (page, start), n in figures.views.items()]
-        users = {start: sorted(ids) for start, ids in figures.users.items()}
         with self.metrics.timed(self.query_name, "redis_write"):
-            applied, expired = apply_batch(self.client, key, batch_id, watermark_ms, views, users, self.retention_ms)
+            applied, expired = apply_batch(
+                self.client, key, batch_id, watermark_ms, views, figures.users, self.retention_ms
+            )
         self.metrics.incr(self.query_name, "dead_letters", figures.dead)
         self.metrics.incr(self.query_name, "late_events", figures.late)
         log.info(
@@ -156,7 +134,7 @@ class PageViewsSink(_RedisSink):
             "" if applied else " (already applied)",
             figures.late,
             figures.dead,
-            len(users),
+            len(figures.users),
             expired,
         )
 
@@ -165,58 +143,32 @@ class PageViewsSink(_RedisSink):
 class BatchFigures:
     """What one micro-batch adds, judged against the watermark before it (``watermark_ms``).
 
-    Fed either Spark's aggregate rows (:meth:`add_tally`, from :func:`batch_tallies`) or the records
-    themselves (:meth:`add_record`, from :func:`compact`); both give the same figures. A valid event whose
-    window ended at or before the watermark is late: not counted, nor its user, but its time still moves
-    the watermark on, as Spark's own would.
+    A valid event whose window ended at or before the watermark is late: not counted, nor its user, but
+    its time still moves the watermark on, as Spark's own would. ``users`` holds each open window's
+    users as a dense Redis HyperLogLog.
     """
 
     watermark_ms: int
     records: int = 0
-    views: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
-    users: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
+    views: dict[tuple[str, int], int] = field(default_factory=dict)
+    users: dict[int, bytes] = field(default_factory=dict)
     dead: int = 0
     late: int = 0
     newest_ms: int | None = None
 
-    def _is_open(self, window_start_ms: int) -> bool:
-        return window_start_ms + WINDOW_MS > self.watermark_ms
-
-    def _count(self, page: str, window_start_ms: int, n: int, newest_ms: int) -> None:
-        self.records += n
-        self.newest_ms = newest_ms if self.newest_ms is None else max(self.newest_ms, newest_ms)
-        if self._is_open(window_start_ms):
-            self.views[(page, window_start_ms)] += n
-        else:
-            self.late += n
-
-    def add_tally(
-        self,
-        reject_reason: str | None,
-        page: str | None,
-        window_start_ms: int | None,
-        user_id: str | None,
-        n: int,
-        newest_ms: int | None,
-    ) -> None:
-        """One row of :func:`batch_tallies`, its values in :data:`TALLY_COLUMNS` order."""
-        if user_id is not None:
-            if window_start_ms is not None and self._is_open(window_start_ms):
-                self.users[window_start_ms].add(user_id)
-        elif reject_reason is not None:
-            self.records += n
-            self.dead += n
-        elif page is not None and window_start_ms is not None and newest_ms is not None:
-            self._count(page, window_start_ms, n, newest_ms)
-
-    def add_record(self, row: Any) -> None:
-        if row.reject_reason is not None:
-            self.records += 1
-            self.dead += 1
-            return
-        self._count(row.page, row.window_start_ms, 1, row.ts_ms)
-        if self._is_open(row.window_start_ms):
-            self.users[row.window_start_ms].add(row.user_id)
+    @classmethod
+    def of(cls, summary: dict[str, Any], watermark_ms: int) -> BatchFigures:
+        """From :func:`~clickstream.spark.transforms.batch_summary`'s figures."""
+        figures = cls(watermark_ms, records=summary["records"], newest_ms=summary["newest_ms"])
+        figures.dead = sum(summary["invalid"].values())
+        for window in summary["windows"]:
+            start = window["start_ms"]
+            if start + WINDOW_MS > watermark_ms:
+                figures.views.update(((page, start), n) for page, n in window["views"].items())
+                figures.users[start] = window["users"]
+            else:
+                figures.late += sum(window["views"].values())
+        return figures
 
 
 class RedisProgressListener(StreamingQueryListener):

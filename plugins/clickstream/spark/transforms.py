@@ -9,8 +9,12 @@ Python validator catches it; a test runs both on one corpus and requires the sam
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+from typing import Any
 
+from py4j.java_gateway import JavaClass
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -30,10 +34,14 @@ CONTROL_CHARS = r"[\x00-\x1F\x7F]"
 TEXT_FIELDS = ("event_id", "user_id", "session_id", "user_agent", "referrer")
 EVENT_COLUMNS = ("event_id", "schema_version", "user_id", "session_id", "page", "referrer", "user_agent", "ts_ms")
 
-# The JVM side of parsing: include/spark/java/clickstream/spark/ParseEvent.java, built by `make setup`
-# into a jar beside the Kafka connector's.
+# The JVM side of parsing and of a micro-batch's tally: include/spark/java/clickstream/spark/, built by
+# `make setup` into a jar beside the Kafka connector's.
 PARSER_CLASS = "clickstream.spark.ParseEvent"
 PARSER_FUNCTION = "clickstream_parse_event"
+_MISSING_JAR = (
+    "pass the jar `make setup` builds (clickstream-spark-parser.jar, beside the Kafka connector jars) "
+    "with --jars or spark.jars"
+)
 _JSON_TYPE_NAMES = {str: "string", int: "int", dict: "object", type(None): "null"}
 # What the parser returns: the shape verdict (reason null when right), then the fields.
 PARSED_TYPE = (
@@ -64,10 +72,7 @@ def register_parser(spark: SparkSession) -> None:
     except Exception as exc:  # Py4J or Spark Connect: the class is not on the driver's classpath
         if "ClassNotFound" not in str(exc) and "CANNOT_LOAD_FUNCTION_CLASS" not in str(exc):
             raise
-        raise RuntimeError(
-            f"the Spark session cannot load {PARSER_CLASS}: pass the jar `make setup` builds "
-            "(clickstream-spark-parser.jar, beside the Kafka connector jars) with --jars or spark.jars"
-        ) from exc
+        raise RuntimeError(f"the Spark session cannot load {PARSER_CLASS}: {_MISSING_JAR}") from exc
 
 
 def _rejection() -> Column:
@@ -263,19 +268,27 @@ def tally(parsed: DataFrame) -> DataFrame:
     ).agg(F.count("*").alias("count"), F.min("offset").alias("first_offset"), F.max("offset").alias("last_offset"))
 
 
-TALLY_COLUMNS = ("reject_reason", "page", "window_start_ms", "user_id", "n", "newest_ms")
+TALLY_CLASS = "clickstream.spark.BatchTally"
+TALLY_INPUT = ("reject_reason", "page", "window_start_ms", "ts_ms", "user_id")
 
 
-def batch_tallies(records: DataFrame) -> DataFrame:
-    """A micro-batch's figures from :func:`compact` records, in one aggregation (one Spark job).
+def batch_summary(records: DataFrame) -> dict[str, Any]:
+    """A micro-batch's figures from :func:`compact` records, in one Spark job with no shuffle.
 
-    Rows of three kinds: per (page, window_start_ms) of valid records, ``n`` views and the newest
-    ``newest_ms``; per ``reject_reason``, ``n`` invalid records; and each distinct (window_start_ms,
-    user_id) of valid records, for the window's HyperLogLog (``user_id`` is set only on those rows).
+    The JVM half (``BatchTally.java``, in the parser's jar) tallies each partition where it is read and
+    the driver merges the partials: ``records``, ``newest_ms`` (newest valid event time, None without
+    one), ``invalid`` ({reason: count}) and ``windows``, each ``{"start_ms", "views": {page: count},
+    "users"}`` where ``users`` is the window's users as a Redis HyperLogLog in its dense encoding,
+    registers filled exactly as PFADD fills them, so PFMERGE gives the key adding the ids would.
     """
-    return records.groupingSets(
-        [("reject_reason", "page", "window_start_ms"), ("window_start_ms", "user_id")], *TALLY_COLUMNS[:4]
-    ).agg(F.count("*").alias("n"), F.max("ts_ms").alias("newest_ms"))
+    tally_class = records.sparkSession.sparkContext._jvm.clickstream.spark.BatchTally  # type: ignore[union-attr]
+    if not isinstance(tally_class, JavaClass):  # py4j hands back a package for a class it cannot load
+        raise RuntimeError(f"the Spark session cannot load {TALLY_CLASS}: {_MISSING_JAR}")
+    tally = tally_class.of(records.select(*TALLY_INPUT)._jdf)
+    summary: dict[str, Any] = json.loads(tally.summaryJson())
+    for window in summary["windows"]:
+        window["users"] = base64.b64decode(window["users"])
+    return summary
 
 
 def dead_letters(invalid: DataFrame) -> DataFrame:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from clickstream import redis_layout
-from clickstream.schema import window_label
-from clickstream.traffic import TrafficConfig, ground_truth
+from clickstream.schema import InvalidEvent, validate, window_label, window_start_ms
+from clickstream.traffic import TrafficConfig, generate, ground_truth
 from spark_jobs import log_tail, produce, redis_counts, wait_exit
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,18 @@ def test_in_order_stream_counts_equal_the_ground_truth(
     summary = redis_layout.read_window(redis_client, window_label(busiest))
     expected_total = sum(n for (_, w), n in truth.window_counts.items() if w == busiest)
     assert summary["total"] == expected_total
-    assert 0 < summary["unique_users"] <= expected_total
+    # The window's users count exactly as a HyperLogLog fed the window's true user ids by PFADD would.
+    users = set()
+    for record in generate(config, 24_000):
+        try:
+            view = validate(record.value, now_ms=now + 3_600_000)
+        except InvalidEvent:
+            continue
+        if window_start_ms(view.ts) == busiest:
+            users.add(view.user_id)
+    redis_client.pfadd("test:true-users", *users)
+    assert summary["unique_users"] == redis_client.pfcount("test:true-users")
+    assert abs(summary["unique_users"] - len(users)) <= 0.05 * len(users)
     _, top_count = summary["top_pages"][0]
     assert top_count == max(n for (_, w), n in truth.window_counts.items() if w == busiest)
 
@@ -70,10 +81,8 @@ def test_out_of_order_stream_within_the_watermark_counts_everything(
     assert truth.late > 5000
 
     # Many small batches, so the watermark moves while late events keep arriving behind it.
-    # Every batch tallied by Spark rather than on the driver: the other tests take the driver's path.
     job = streaming_job(
         topic, dlq, "--available-now", "--max-offsets-per-trigger", "3000", "--watermark", "3 minutes",
-        "--driver-tally-rows", "0",
     )  # fmt: skip
     assert wait_exit(job, 300) == 0, log_tail(job)
     assert redis_counts(redis_client, truth) == dict(truth.window_counts)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import corpus
 import pytest
 from clickstream.schema import InvalidEvent, validate, window_start_ms
-from clickstream.spark.transforms import dead_letters, invalid_events, parse_events, tally
+from clickstream.spark.transforms import batch_summary, compact, dead_letters, invalid_events, parse_events, tally
 from pyspark.sql import functions as F
 
 pytestmark = pytest.mark.integration
@@ -67,3 +68,36 @@ def test_dead_letters_keep_the_original_bytes_and_say_why(spark):
     assert [h["reject_reason"] for h in headers] == ["not_json", "bad_page"]
     assert [h["source_offset"] for h in headers] == ["0", "1"]
     assert all(h["source_topic"] == "events" and h["reject_detail"] for h in headers)
+
+
+def test_the_batch_summary_counts_like_the_ground_truth_and_fills_users_as_pfadd_does(spark, redis_client):
+    from clickstream.traffic import TrafficConfig, generate, ground_truth
+
+    config = TrafficConfig(start_ms=corpus.NOW - 300_000, events_per_second=20, malformed_share=0.05)
+    truth = ground_truth(config, 4000)
+    events = list(generate(config, 4000))
+    # Ids of every length around the hash's 8-byte blocks, and beyond ASCII, beside the generated ones.
+    odd_ids = ["", "é", "ユーザー", *("x" * n for n in range(1, 20))]
+    clean = generate(TrafficConfig(seed=7, start_ms=corpus.NOW - 300_000, events_per_second=20), len(odd_ids))
+    odd = [
+        json.dumps({**json.loads(r.value), "user_id": user}).encode() for r, user in zip(clean, odd_ids, strict=True)
+    ]
+    records = compact(parse_events(kafka_like(spark, [r.value for r in events] + odd), now_ms=F.lit(corpus.NOW)))
+    summary = batch_summary(records.repartition(3))  # partials from several tasks, merged
+
+    valid = records.where("reject_reason is null").select("page", "window_start_ms", "ts_ms", "user_id").collect()
+    assert summary["records"] == len(events) + len(odd)
+    assert summary["invalid"] == dict(truth.malformed)
+    assert summary["newest_ms"] == max(r.ts_ms for r in valid)
+    views = Counter((r.page, r.window_start_ms) for r in valid)
+    assert {(p, w["start_ms"]): n for w in summary["windows"] for p, n in w["views"].items()} == views
+    assert sum(views.values()) == sum(truth.window_counts.values()) + len(odd)
+
+    for window in summary["windows"]:
+        ids = [r.user_id for r in valid if r.window_start_ms == window["start_ms"]]
+        redis_client.pfadd("expected", *ids)
+        redis_client.execute_command("PFDEBUG", "TODENSE", "expected")
+        assert window["users"][16:] == redis_client.get("expected")[16:]  # the registers, bit for bit
+        redis_client.set("tallied", window["users"])
+        assert redis_client.pfcount("tallied") == redis_client.pfcount("expected")
+        redis_client.delete("expected", "tallied")
