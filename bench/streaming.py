@@ -184,7 +184,7 @@ def batch(broker, redis_port: int, workdir: Path, topic: str) -> dict:
     return {"events": data["events_read"], "events_per_s": data["events_per_s"], "seconds": data["seconds"]}
 
 
-def run(events: int = 72_000_000, sustain_s: float = 180.0, latency_s: float = 60.0) -> dict:
+def run(events: int = 120_000_000, sustain_s: float = 180.0, latency_s: float = 60.0) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="clickstream-bench-streaming-"))
     broker = local_stack.KafkaBroker(workdir / "kafka", local_stack.free_port(), local_stack.free_port(), heap="1g")
     broker.prepare()
@@ -244,7 +244,7 @@ def run(events: int = 72_000_000, sustain_s: float = 180.0, latency_s: float = 6
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=72_000_000, help="backlog for the sustained run")
+    parser.add_argument("--events", type=int, default=120_000_000, help="backlog for the sustained run")
     parser.add_argument("--sustain-s", type=float, default=180.0)
     parser.add_argument("--latency-s", type=float, default=60.0)
     args = parser.parse_args()
