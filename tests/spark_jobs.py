@@ -49,3 +49,12 @@ def redis_counts(client, truth: GroundTruth) -> dict[tuple[str, int], int]:
     labels = {window_label(w): w for _, w in truth.window_counts}
     cells = redis_layout.read_counts(client, pages)
     return {(page, labels[label]): n for (page, label), n in cells.items() if label in labels}
+
+
+def dense_hyperloglog(client, *ids: str) -> bytes:
+    """``ids`` in a HyperLogLog in Redis's dense encoding, built by Redis itself (PFADD, PFDEBUG TODENSE)."""
+    client.pfadd("test:dense-users", *ids)
+    client.execute_command("PFDEBUG", "TODENSE", "test:dense-users")
+    dense = client.get("test:dense-users")
+    client.delete("test:dense-users")
+    return dense

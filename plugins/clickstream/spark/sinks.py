@@ -127,13 +127,15 @@ class PageViewsSink(_RedisSink):
         self.metrics.incr(self.query_name, "dead_letters", figures.dead)
         self.metrics.incr(self.query_name, "late_events", figures.late)
         log.info(
-            "batch %d: %d views in %d window cells%s, %d late, %d dead letters, users for %d windows, %d expired",
+            "batch %d: %d views in %d window cells%s, %d late, %d dead letters of %d records, users for %d windows,"
+            " %d expired",
             batch_id,
             sum(figures.views.values()),
             len(views),
             "" if applied else " (already applied)",
             figures.late,
             figures.dead,
+            figures.records,
             len(figures.users),
             expired,
         )
@@ -159,8 +161,9 @@ class BatchFigures:
     @classmethod
     def of(cls, summary: dict[str, Any], watermark_ms: int) -> BatchFigures:
         """From :func:`~clickstream.spark.transforms.batch_summary`'s figures."""
-        figures = cls(watermark_ms, records=summary["records"], newest_ms=summary["newest_ms"])
-        figures.dead = sum(summary["invalid"].values())
+        figures = cls(
+            watermark_ms, summary["records"], dead=sum(summary["invalid"].values()), newest_ms=summary["newest_ms"]
+        )
         for window in summary["windows"]:
             start = window["start_ms"]
             if start + WINDOW_MS > watermark_ms:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from functools import reduce
 from typing import Any
 
 from py4j.java_gateway import JavaClass
@@ -281,7 +282,7 @@ def batch_summary(records: DataFrame) -> dict[str, Any]:
     "users"}`` where ``users`` is the window's users as a Redis HyperLogLog in its dense encoding,
     registers filled exactly as PFADD fills them, so PFMERGE gives the key adding the ids would.
     """
-    tally_class = records.sparkSession.sparkContext._jvm.clickstream.spark.BatchTally  # type: ignore[union-attr]
+    tally_class = reduce(getattr, TALLY_CLASS.split("."), records.sparkSession.sparkContext._jvm)
     if not isinstance(tally_class, JavaClass):  # py4j hands back a package for a class it cannot load
         raise RuntimeError(f"the Spark session cannot load {TALLY_CLASS}: {_MISSING_JAR}")
     tally = tally_class.of(records.select(*TALLY_INPUT)._jdf)

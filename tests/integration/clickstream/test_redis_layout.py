@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from clickstream import redis_layout
 from clickstream.schema import window_label
+from spark_jobs import dense_hyperloglog
 
 pytestmark = pytest.mark.integration
 
@@ -17,18 +18,9 @@ def counts(client, *pages):
     return redis_layout.read_counts(client, pages)
 
 
-def users(client, *ids):
-    """``ids`` as the Spark tally hands them over: a HyperLogLog in Redis's dense encoding (built by Redis)."""
-    client.pfadd("test:users", *ids)
-    client.execute_command("PFDEBUG", "TODENSE", "test:users")
-    dense = client.get("test:users")
-    client.delete("test:users")
-    return dense
-
-
 def test_a_replayed_batch_changes_nothing(redis_client):
     views = [("/home", W0, 3), ("/about", W0, 1)]
-    window_users = {W0: users(redis_client, "u1", "u2", "u1")}
+    window_users = {W0: dense_hyperloglog(redis_client, "u1", "u2", "u1")}
     assert redis_layout.apply_batch(redis_client, KEY, 0, W0 - 60_000, views, window_users) == (True, 0)
     before = {k: redis_client.dump(k) for k in redis_client.keys("*")}
 
@@ -39,9 +31,9 @@ def test_a_replayed_batch_changes_nothing(redis_client):
 
 
 def test_each_new_batch_adds_to_the_absolute_counts_and_the_window_summary(redis_client):
-    first = {W0: users(redis_client, "u1", "u2")}
+    first = {W0: dense_hyperloglog(redis_client, "u1", "u2")}
     redis_layout.apply_batch(redis_client, KEY, 0, 0, [("/home", W0, 3), ("/about", W0, 1)], first)
-    second = {W0: users(redis_client, "u3", "u1"), W1: users(redis_client, "u1")}
+    second = {W0: dense_hyperloglog(redis_client, "u3", "u1"), W1: dense_hyperloglog(redis_client, "u1")}
     redis_layout.apply_batch(redis_client, KEY, 1, W0, [("/home", W0, 2), ("/home", W1, 5)], second)
 
     assert counts(redis_client, "/home", "/about") == {
@@ -69,7 +61,7 @@ def test_another_query_keeps_its_own_commit(redis_client):
 
 def test_windows_past_retention_are_removed_with_the_batch_that_passes_them(redis_client):
     redis_layout.apply_batch(
-        redis_client, KEY, 0, 0, [("/home", W0, 1)], {W0: users(redis_client, "u1")}, retention_ms=60_000
+        redis_client, KEY, 0, 0, [("/home", W0, 1)], {W0: dense_hyperloglog(redis_client, "u1")}, retention_ms=60_000
     )
     applied, expired = redis_layout.apply_batch(
         redis_client, KEY, 1, 0, [("/home", W1 + 60_000, 1)], {}, retention_ms=60_000
