@@ -109,6 +109,7 @@ def spark(session_dir: Path):
         .appName("clickstream-tests")
         .config("spark.jars", ",".join(jars))
         .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")  # as the applications run: naive ISO times are UTC
         .config("spark.ui.enabled", "false")
         .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
         .config("spark.local.dir", str(session_dir / "spark-local"))
@@ -143,10 +144,11 @@ def airflow_env(kafka_broker: local_stack.KafkaBroker, redis_server: local_stack
 
 @pytest.fixture
 def read_topic(kafka_broker: local_stack.KafkaBroker):
-    """Reads a whole topic, every partition up to its current end: [(partition, key, value), ...] in offset order."""
+    """Reads a whole topic, every partition up to its current end: [(partition, key, value), ...] in offset order;
+    with ``headers=True``, [(partition, key, value, {header: text}), ...]."""
     from confluent_kafka import Consumer, TopicPartition
 
-    def read(topic: str, timeout_s: float = 60) -> list[tuple[int, bytes | None, bytes]]:
+    def read(topic: str, timeout_s: float = 60, headers: bool = False) -> list[tuple]:
         consumer = Consumer(
             {
                 "bootstrap.servers": kafka_broker.bootstrap_servers,
@@ -158,13 +160,16 @@ def read_topic(kafka_broker: local_stack.KafkaBroker):
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
             consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-            out: dict[int, list[tuple[int, bytes | None, bytes]]] = {p: [] for p in partitions}
+            out: dict[int, list[tuple]] = {p: [] for p in partitions}
             remaining = sum(ends.values())
             deadline = time.monotonic() + timeout_s
             while remaining > 0 and time.monotonic() < deadline:
                 for msg in consumer.consume(10_000, timeout=1):
                     if msg.error() is None and msg.offset() < ends[msg.partition()]:
-                        out[msg.partition()].append((msg.partition(), msg.key(), msg.value()))
+                        record = (msg.partition(), msg.key(), msg.value())
+                        if headers:
+                            record += ({k: (v or b"").decode() for k, v in msg.headers() or []},)
+                        out[msg.partition()].append(record)
                         remaining -= 1
             assert remaining == 0, f"{remaining} records of {topic} not read within {timeout_s}s"
             return [record for p in sorted(out) for record in out[p]]

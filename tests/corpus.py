@@ -26,6 +26,14 @@ def event(**overrides: object) -> dict[str, object]:
     return {k: v for k, v in base.items() if v is not ...}
 
 
+def _nested(depth: int) -> object:
+    """A JSON array nested ``depth`` levels deep."""
+    value: object = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 def encoded(obj: object) -> bytes:
     return obj if isinstance(obj, bytes) else json.dumps(obj).encode()
 
@@ -75,9 +83,53 @@ CRAFTED: list[tuple[object, RejectReason | None]] = [
 ]
 
 
+# Found by the property-based parity test (tests/integration/clickstream/spark/test_hostile_records.py) or
+# reported from the field; each once made the validators disagree or a job fail.
+HOSTILE: list[tuple[object, RejectReason | None]] = [
+    (event(ts=10**16), RejectReason.BAD_TIMESTAMP),  # microseconds: overflowed timestamp_millis in every batch
+    (event(ts=1_750_000_000_000_000), RejectReason.BAD_TIMESTAMP),  # microseconds
+    (event(ts=1_750_000_000_000_000_000), RejectReason.BAD_TIMESTAMP),  # nanoseconds
+    (event(ts=2**63 - 1), RejectReason.BAD_TIMESTAMP),
+    (event(ts=-(2**63)), RejectReason.BAD_TIMESTAMP),
+    (event(ts=2**63), RejectReason.WRONG_TYPE),
+    (event(ts=-(2**63) - 1), RejectReason.WRONG_TYPE),
+    (event(ts=schema.MAX_TS_MS), RejectReason.BAD_TIMESTAMP),
+    (event(ts=schema.MIN_TS_MS - 1), RejectReason.BAD_TIMESTAMP),
+    (event(ts=schema.MIN_TS_MS), None),
+    (event(ts="9999-12-31T23:59:59Z"), RejectReason.BAD_TIMESTAMP),
+    (event(ts="2025-06-10"), RejectReason.BAD_TIMESTAMP),  # Spark alone would read it
+    (event(ts="2025-06-10 05:04:00"), RejectReason.BAD_TIMESTAMP),
+    (event(ts="2025-06-10T05:04:00+19:00"), RejectReason.BAD_TIMESTAMP),  # Python alone would read it
+    (event(ts="2025-06-10T05:04:00.999999-18:00"), None),
+    (event(ts="2025-06-10T05:04:00Z\n"), RejectReason.BAD_TIMESTAMP),
+    (event(ts="\u0662\u0660\u0662\u0665-06-10T05:04:00Z"), RejectReason.BAD_TIMESTAMP),  # Arabic-Indic digits
+    (event(ts="2025-02-30T05:04:00Z"), RejectReason.BAD_TIMESTAMP),
+    (event(schema_version=2**63 - 1), RejectReason.UNKNOWN_VERSION),
+    (event(schema_version=2**64), RejectReason.WRONG_TYPE),
+    (event(page="/\ud800"), RejectReason.BAD_PAGE),  # a lone surrogate: no UTF-8 can carry it
+    (event(page="/\ud83d\ude00"), None),  # a pair is one code point
+    (event(user_id="u\udc00"), RejectReason.WRONG_TYPE),
+    (event(page="/del\x7f"), RejectReason.BAD_PAGE),  # DEL needs no escape in JSON
+    (event(properties={"x": "\ud800"}), None),
+    (b"\xef\xbb\xbf" + json.dumps(event()).encode(), RejectReason.NOT_JSON),  # a byte order mark
+    (json.dumps(event()).encode("utf-16-le"), RejectReason.NOT_JSON),
+    (json.dumps(event(page="/\ud800"), ensure_ascii=False).encode("utf-8", "surrogatepass"), RejectReason.NOT_JSON),
+    (json.dumps(event(extra="caf\xe9 \U0001f600"), ensure_ascii=False).encode(), None),  # raw UTF-8
+    (json.dumps(event()).encode()[:-1] + b', "x": "\xc0\xaf"}', RejectReason.NOT_JSON),  # an overlong form
+    (json.dumps(event(extra=_nested(schema.MAX_NESTING_DEPTH - 1))).encode(), None),
+    (json.dumps(event(extra=_nested(schema.MAX_NESTING_DEPTH))).encode(), RejectReason.NOT_JSON),
+    (b"[" * 2000 + b"]" * 2000, RejectReason.NOT_JSON),
+    (json.dumps(event()).encode()[:-1] + b', "n": ' + b"9" * 1200 + b"}", None),
+    (json.dumps(event()).encode()[:-1] + b', "n": 1e400, "m": -0}', None),
+    (event(ts=-0), RejectReason.BAD_TIMESTAMP),
+    (b"", RejectReason.NOT_JSON),
+    (b"\x00", RejectReason.NOT_JSON),
+]
+
+
 def corpus() -> list[tuple[bytes, RejectReason | None]]:
     """The crafted cases plus a generated stream with every kind of malformed record in it."""
-    cases = [(encoded(raw), reason) for raw, reason in CRAFTED]
+    cases = [(encoded(raw), reason) for raw, reason in CRAFTED + HOSTILE]
     config = TrafficConfig(start_ms=NOW - 600_000, events_per_second=10, malformed_share=0.1, late_share=0.1)
     cases += [(r.value, r.malformed) for r in generate(config, 3000)]
     return cases

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import calendar
 import json
-import math
+import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,20 @@ MAX_TEXT_LENGTH = 1024
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
 # Before 2000-01-01: a seconds-instead-of-milliseconds mistake, not a real page view.
 MIN_TS_MS = 946_684_800_000
+# From 2100-01-01 on: microseconds or nanoseconds sent as milliseconds (and beyond what Spark's timestamps
+# can hold once multiplied). Nothing computes with a ts before it is known to lie in [MIN_TS_MS, MAX_TS_MS).
+MAX_TS_MS = 4_102_444_800_000
+# Containers nested deeper than this are not an event (and would exhaust a recursive parser's stack).
+MAX_NESTING_DEPTH = 32
+# The ISO-8601 form ``ts`` may take on the wire, which every validator reads alike: date, "T", time with up
+# to microseconds, and "Z" or an offset within what java.time accepts (+-18:00). Digits are ASCII only.
+ISO_TS_PATTERN = (
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:(?:0[0-9]|1[0-7]):[0-5][0-9]|18:00))?"
+)
+_ISO_TS = re.compile(ISO_TS_PATTERN)
+ISO_TS_FORM = "ISO-8601 (YYYY-MM-DDThh:mm:ss[.ffffff][Z|+hh:mm])"
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,9 @@ class RejectReason(StrEnum):
     BAD_PAGE = "bad_page"
     TOO_LARGE = "too_large"
     UNKNOWN_VERSION = "unknown_schema_version"
+    # A record that passed validation yet made the job fail where it was processed: isolated from its
+    # micro-batch and dead-lettered so that the rest of the batch counts.
+    PROCESSING_ERROR = "processing_error"
 
 
 class InvalidEvent(ValueError):
@@ -138,6 +155,28 @@ def label_start_ms(label: str) -> int:
     return calendar.timegm(time.strptime(label, "%Y-%m-%dT%H:%M:%S")) * 1000
 
 
+# Where a ts that is not epoch milliseconds lands when it is epoch seconds, microseconds or nanoseconds:
+# (unit, first, end) with first <= ts < end, the valid range scaled. Integers, so Spark judges them exactly.
+TS_UNIT_RANGES: tuple[tuple[str, int, int], ...] = (
+    ("seconds", MIN_TS_MS // 1000, MAX_TS_MS // 1000),
+    ("microseconds", MIN_TS_MS * 1000, MAX_TS_MS * 1000),
+    ("nanoseconds", MIN_TS_MS * 1_000_000, MAX_TS_MS * 1_000_000),
+)
+
+
+def ts_range_problem(ts: int) -> str | None:
+    """Why an epoch-ms ``ts`` cannot be an event time, naming the unit it seems to be in; None when it can."""
+    if MIN_TS_MS <= ts < MAX_TS_MS:
+        return None
+    for unit, first, end in TS_UNIT_RANGES:
+        if first <= ts < end:
+            return f"ts {ts} looks like epoch {unit}; expected epoch milliseconds"
+    return f"ts {ts} is {'before 2000-01-01' if ts < MIN_TS_MS else 'after 2100-01-01'}"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def parse_ts(value: object) -> int:
     """Epoch milliseconds from an int, or from an ISO-8601 string (UTC when it names no offset)."""
     if isinstance(value, bool):
@@ -146,16 +185,18 @@ def parse_ts(value: object) -> int:
         ts = value
     elif isinstance(value, str):
         try:
+            if not _ISO_TS.fullmatch(value):
+                raise ValueError
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
         except ValueError:
-            raise InvalidEvent(RejectReason.BAD_TIMESTAMP, f"ts {value[:64]!r} is not ISO-8601") from None
+            raise InvalidEvent(RejectReason.BAD_TIMESTAMP, f"ts {value[:64]!r} is not {ISO_TS_FORM}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        ts = math.floor(parsed.timestamp() * 1000)
+        ts = (parsed - _EPOCH) // timedelta(milliseconds=1)  # exact: no float on the way
     else:
         raise InvalidEvent(RejectReason.WRONG_TYPE, f"ts is {type(value).__name__}; expected epoch ms or ISO-8601")
-    if ts < MIN_TS_MS:
-        raise InvalidEvent(RejectReason.BAD_TIMESTAMP, f"ts {ts} is before 2000-01-01 (seconds instead of ms?)")
+    if (problem := ts_range_problem(ts)) is not None:
+        raise InvalidEvent(RejectReason.BAD_TIMESTAMP, problem)
     return ts
 
 
@@ -164,11 +205,16 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins a pair into one code point
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Strict JSON, as Spark parses it: an object may not repeat a key."""
+    """Strict JSON, as Spark parses it: an object may not repeat a key, nor have one that is not Unicode."""
     obj = dict(pairs)
     if len(obj) != len(pairs):
         raise ValueError("an object repeats a key")
+    if any(_LONE_SURROGATE.search(key) for key in obj):
+        raise ValueError("a key holds a lone surrogate")
     return obj
 
 
@@ -184,11 +230,28 @@ def _json_type_ok(value: object, types: tuple[type, ...]) -> bool:
     return isinstance(value, types)
 
 
+# Control characters, and the halves of surrogate pairs, which only an escape ("\\ud800") can put in a JSON
+# string and which no UTF-8 text can carry on.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def _check_text(name: str, value: str, limit: int, reason: RejectReason) -> None:
     if len(value) > limit:
         raise InvalidEvent(reason, f"{name} is {len(value)} characters; at most {limit} allowed")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise InvalidEvent(reason, f"{name} contains control characters")
+    if _UNPRINTABLE.search(value):
+        raise InvalidEvent(reason, f"{name} contains control characters or lone surrogates")
+
+
+def nesting_depth(value: object) -> int:
+    """How deeply containers nest in a parsed JSON value (a scalar is 0, ``{}`` is 1), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @dataclass
@@ -206,10 +269,21 @@ class Validator:
         data = raw.encode() if isinstance(raw, str) else raw
         if len(data) > self.max_event_bytes:
             raise InvalidEvent(RejectReason.TOO_LARGE, f"{len(data)} bytes; at most {self.max_event_bytes} allowed")
+        # Strict UTF-8 and nothing else: json.loads would guess UTF-16 or -32 from zero bytes, or skip a BOM.
         try:
-            obj = json.loads(data, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(RejectReason.NOT_JSON, f"not UTF-8: {exc}"[:200]) from None
+        if text.startswith("\ufeff"):
+            raise InvalidEvent(RejectReason.NOT_JSON, "starts with a byte order mark")
+        try:
+            obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        except RecursionError:
+            raise InvalidEvent(RejectReason.NOT_JSON, f"nested deeper than {MAX_NESTING_DEPTH} levels") from None
+        except ValueError as exc:  # JSONDecodeError is one
             raise InvalidEvent(RejectReason.NOT_JSON, str(exc)[:200]) from None
+        if nesting_depth(obj) > MAX_NESTING_DEPTH:
+            raise InvalidEvent(RejectReason.NOT_JSON, f"nested deeper than {MAX_NESTING_DEPTH} levels")
         if not isinstance(obj, dict):
             raise InvalidEvent(RejectReason.NOT_AN_OBJECT, f"top level is {type(obj).__name__}; expected an object")
         return self.validate_object(obj, now_ms)

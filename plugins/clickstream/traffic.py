@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
-from clickstream.schema import MAX_EVENT_BYTES, SCHEMA_VERSION, RejectReason, window_start_ms
+from clickstream.schema import MAX_EVENT_BYTES, MAX_TS_MS, SCHEMA_VERSION, RejectReason, window_start_ms
 
 DEFAULT_SITE_MAP: tuple[str, ...] = (
     "/home",
@@ -229,9 +229,10 @@ class TrafficGenerator:
         elif kind is RejectReason.BAD_TIMESTAMP:
             good["ts"] = "the 3rd of never"
         elif kind is RejectReason.FUTURE_TIMESTAMP:
-            # A century ahead: in the future whenever the traffic is replayed, even with an old start_ms
-            # (a day ahead of a year-old burst would be valid, and would push the watermark past everything).
-            good["ts"] = ts + 100 * 365 * 24 * 3600 * 1000
+            # The last day before MAX_TS_MS: in the future whenever the traffic is replayed, even with an old
+            # start_ms (a day ahead of a year-old burst would be valid, and would push the watermark past
+            # everything), yet a plausible epoch-ms value (beyond MAX_TS_MS is a bad_timestamp).
+            good["ts"] = MAX_TS_MS - 1 - ts % 86_400_000
         elif kind is RejectReason.BAD_PAGE:
             good["page"] = page + "\u0007\n"
         elif kind is RejectReason.TOO_LARGE:

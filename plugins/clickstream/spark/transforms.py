@@ -21,12 +21,17 @@ from pyspark.sql import functions as F
 
 from clickstream.schema import (
     FIELDS,
+    ISO_TS_FORM,
+    ISO_TS_PATTERN,
     MAX_EVENT_BYTES,
     MAX_FUTURE_SKEW_MS,
+    MAX_NESTING_DEPTH,
     MAX_PAGE_LENGTH,
     MAX_TEXT_LENGTH,
+    MAX_TS_MS,
     MIN_TS_MS,
     SUPPORTED_VERSIONS,
+    TS_UNIT_RANGES,
     WINDOW_MS,
     RejectReason,
 )
@@ -55,15 +60,16 @@ PARSED_TYPE = (
 def parse_spec() -> str:
     """:data:`~clickstream.schema.FIELDS` and the supported versions, in the words the JVM parser reads.
 
-    ``versions=1;event_id:string:required;referrer:string|null:optional;...``: the schema module stays
-    the one place the event's fields, types and versions are written down.
+    ``versions=1;depth=32;event_id:string:required;referrer:string|null:optional;...``: the schema module
+    stays the one place the event's fields, types, versions and nesting limit are written down.
     """
     fields = [
         f"{spec.name}:{'|'.join(_JSON_TYPE_NAMES[t] for t in spec.json_types)}:"
         f"{'required' if spec.required else 'optional'}"
         for spec in FIELDS
     ]
-    return ";".join([f"versions={','.join(str(v) for v in sorted(SUPPORTED_VERSIONS))}", *fields])
+    versions = ",".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
+    return ";".join([f"versions={versions}", f"depth={MAX_NESTING_DEPTH}", *fields])
 
 
 def register_parser(spark: SparkSession) -> None:
@@ -88,10 +94,12 @@ def _rejection() -> Column:
         return F.struct(F.lit(reason.value).alias("reason"), detail_col.alias("detail"))
 
     # Exact shortcuts for the common case: a record shorter than the page limit cannot hold an over-long
-    # field, and a JSON string can only carry control characters escaped, so without a backslash there
-    # are none (raw ones make the record invalid JSON, in the JVM parser as in Python).
+    # field, and a JSON string can only carry control characters (or lone surrogates) escaped, DEL aside,
+    # so without a backslash or a DEL there are none (raw ones make the record invalid JSON, in the JVM
+    # parser as in Python).
     may_be_long = F.octet_length("value") > MAX_PAGE_LENGTH
-    has_control_chars = F.col("value").cast("string").contains("\\")
+    raw_text = F.col("value").cast("string")
+    has_control_chars = raw_text.contains("\\") | raw_text.contains("\x7f")
     rules: list[tuple[Column, Column]] = [
         (
             F.coalesce(F.octet_length("value"), F.lit(0)) > MAX_EVENT_BYTES,
@@ -104,10 +112,19 @@ def _rejection() -> Column:
             F.col("_p.reason").isNotNull(),
             F.struct(F.col("_p.reason").alias("reason"), F.col("_p.detail").alias("detail")),
         ),
-        (F.col("ts_ms").isNull(), reject(RejectReason.BAD_TIMESTAMP, "ts is not epoch milliseconds or ISO-8601")),
         (
-            F.col("ts_ms") < MIN_TS_MS,
-            reject(RejectReason.BAD_TIMESTAMP, "ts is before 2000-01-01 (seconds instead of ms?)"),
+            F.col("ts_ms").isNull(),
+            reject(
+                RejectReason.BAD_TIMESTAMP,
+                F.format_string(
+                    f"ts '%s' is not {ISO_TS_FORM}",
+                    F.substring(F.col("_p.ts_text"), 1, 64),
+                ),
+            ),
+        ),
+        (
+            (F.col("ts_ms") < MIN_TS_MS) | (F.col("ts_ms") >= MAX_TS_MS),
+            reject(RejectReason.BAD_TIMESTAMP, ts_range_problem(F.col("ts_ms"))),
         ),
         (
             F.col("ts_ms") > F.col("_now_ms") + MAX_FUTURE_SKEW_MS,
@@ -145,6 +162,7 @@ def _rejection() -> Column:
     clean = (
         F.col("_p.reason").isNull()
         & (F.col("ts_ms") >= MIN_TS_MS)
+        & (F.col("ts_ms") < MAX_TS_MS)
         & (F.col("ts_ms") <= F.col("_now_ms") + MAX_FUTURE_SKEW_MS)
         & (F.col("page") != "")
         & ~may_be_long
@@ -155,6 +173,19 @@ def _rejection() -> Column:
     for condition, outcome in rules:
         chain = chain.when(condition, outcome)
     return chain
+
+
+def ts_range_problem(ts_ms: Column) -> Column:
+    """:func:`clickstream.schema.ts_range_problem` as a Spark expression: comparisons only, nothing to overflow."""
+    detail = F.when((ts_ms >= MIN_TS_MS) & (ts_ms < MAX_TS_MS), F.lit(None))
+    for unit, first, end in TS_UNIT_RANGES:
+        detail = detail.when(
+            (ts_ms >= first) & (ts_ms < end),
+            F.format_string(f"ts %d looks like epoch {unit}; expected epoch milliseconds", ts_ms),
+        )
+    return detail.when(ts_ms < MIN_TS_MS, F.format_string("ts %d is before 2000-01-01", ts_ms)).otherwise(
+        F.format_string("ts %d is after 2100-01-01", ts_ms)
+    )
 
 
 def parse_events(raw: DataFrame, now_ms: Column | None = None) -> DataFrame:
@@ -190,13 +221,22 @@ def parse_events(raw: DataFrame, now_ms: Column | None = None) -> DataFrame:
             for name in ("event_id", "user_id", "session_id", "page", "referrer", "user_agent")
         ),
         F.col("_p.schema_version").cast("int").alias("schema_version"),
-        F.coalesce(F.col("_p.ts_long"), F.unix_millis(F.try_to_timestamp(F.col("_p.ts_text")))).alias("ts_ms"),
+        F.coalesce(
+            F.col("_p.ts_long"),
+            # Only text of the one ISO-8601 form the Python validator reads too (Spark's own parser is laxer).
+            F.when(
+                F.col("_p.ts_text").rlike(f"^(?:{ISO_TS_PATTERN})\\z"),
+                F.unix_millis(F.try_to_timestamp(F.col("_p.ts_text"))),
+            ),
+        ).alias("ts_ms"),
     )
     rejected = fields.withColumn("_rejection", _rejection())
     return rejected.select(
         *(c for c in raw.columns),
         *EVENT_COLUMNS,
-        F.timestamp_millis("ts_ms").alias("event_time"),
+        # Validate first, compute after: under ANSI mode a ts of 10^16 overflows timestamp_millis and fails
+        # the whole batch, so only a valid record's ts becomes a timestamp.
+        F.when(F.col("_rejection").isNull(), F.timestamp_millis("ts_ms")).alias("event_time"),
         F.col("_rejection.reason").alias("reject_reason"),
         F.col("_rejection.detail").alias("reject_detail"),
     )
