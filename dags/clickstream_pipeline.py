@@ -15,6 +15,8 @@ SLA: a Deadline Alert emails (``smtp_default``) when a run has not finished ``cl
 (a Variable, read at parse time; 600 s when unset) after it was queued; recipients from the Variable
 ``clickstream_sla_email_to``.
 
+A failed task emails the same recipients (``smtp_default``) with its error and a link to its log.
+
 Connections: kafka_default, redis_default, spark_default, smtp_default. Variable ``clickstream_spark_jars``:
 the Spark Kafka connector jars, comma-separated (empty when they are in Spark's own jars folder).
 """
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, AsyncCallback, DeadlineAlert, DeadlineReference, Param, Variable
 from clickstream.notifications.sla_email import email_deadline_missed
+from clickstream.notifications.task_failure import task_failure_email
 from clickstream.operators.kafka_topics import CreateClickstreamTopicsOperator
 from clickstream.operators.producer_burst import ProduceClickstreamBurstOperator
 from clickstream.operators.reconcile import ReconcileClickstreamOperator
@@ -58,7 +61,7 @@ with DAG(
     catchup=False,
     doc_md=__doc__,
     tags=["clickstream"],
-    default_args={"retries": 0},
+    default_args={"retries": 0, "on_failure_callback": task_failure_email()},
     deadline=None if UNDER_DAGS_TEST else SLA_MISS_EMAIL,
     params={
         "events": Param(5000, type="integer", minimum=1, description="burst size"),

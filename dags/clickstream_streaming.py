@@ -7,6 +7,10 @@ stalls (up to ``max_restarts`` per task try; the task's own retries start a fres
 stop with ``redis-cli HSET clickstream:control:streaming command stop requested_ms <epoch ms>`` (or
 ``clickstream.redis_layout.request_stop``): the running batch finishes and the task succeeds.
 
+A failed task emails its error through ``smtp_default`` (recipients: the Variable
+``clickstream_sla_email_to``). When the same micro-batch fails after every restart, the failure names
+the batch and its Kafka offsets.
+
 It shares the checkpoint with clickstream_pipeline's bounded job: run one or the other, not both.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from airflow.sdk import DAG, Param
+from clickstream.notifications.task_failure import task_failure_email
 from clickstream.operators.kafka_topics import CreateClickstreamTopicsOperator
 from clickstream.operators.streaming import ClickstreamStreamingOperator
 
@@ -26,7 +31,7 @@ with DAG(
     catchup=False,
     doc_md=__doc__,
     tags=["clickstream"],
-    default_args={"retries": 2},
+    default_args={"retries": 2, "on_failure_callback": task_failure_email()},
     params={
         "watermark": Param("2 minutes", type="string"),
         "trigger_interval": Param("1 second", type="string"),

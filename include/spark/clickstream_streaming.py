@@ -3,11 +3,12 @@
     spark-submit --jars <connector jars> include/spark/clickstream_streaming.py \\
         --bootstrap-servers 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/0 --checkpoint-dir /var/lib/cs
 
-One query, ``clickstream_counts``, parses each micro-batch once and hands it to one sink: invalid
-records go to the dead-letter topic with their reason; valid ones add to the page's window counts and
+One query, ``clickstream_counts``, hands each micro-batch of Kafka records to one sink, which parses it
+once: invalid records go to the dead-letter topic with their reason; valid ones add to the page's window counts and
 the window's users in Redis, in one atomic script that also records the batch id and the watermark, so
 a batch Spark replays after a crash changes nothing (exactly once, with Kafka offsets in the checkpoint).
-It reports progress to Redis. SIGTERM lets the running batch finish, then stops.
+A record that breaks the job where no validator caught it is isolated and dead-lettered as
+``processing_error``. It reports progress to Redis. SIGTERM lets the running batch finish, then stops.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import time
 
 from clickstream.redis_layout import COUNTS_QUERY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
+from clickstream.spark.checkpoint import COUNTS_CHECKPOINT
 from clickstream.spark.metrics import StreamingMetrics
 from clickstream.spark.sinks import PageViewsSink, RedisProgressListener
-from clickstream.spark.transforms import interval_ms, parse_events, valid_event_time
+from clickstream.spark.transforms import interval_ms
 from pyspark.sql import SparkSession
 
 log = logging.getLogger("clickstream.streaming")
@@ -99,9 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", args.max_offsets_per_trigger)
-    # The watermark here only makes Spark report event-time figures (newest event, watermark) in each
-    # batch's progress; the sink keeps the watermark that decides what counts, with the counts.
-    parsed = parse_events(reader.load()).withColumn("_valid_time", valid_event_time())
     trigger = {"availableNow": True} if args.available_now else {"processingTime": args.trigger}
     retention_ms = args.retention_minutes * 60_000 if args.retention_minutes > 0 else None
     sink = PageViewsSink(
@@ -111,11 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         watermark_delay_ms=interval_ms(args.watermark),
         retention_ms=retention_ms,
         metrics=metrics,
+        query_checkpoint=os.path.join(args.checkpoint_dir, COUNTS_CHECKPOINT),
     )
+    # The sink parses each micro-batch itself (the raw records are what it can isolate a failing record
+    # from), and keeps the watermark that decides what counts with the counts, reporting it to Redis.
     query = (
-        parsed.withWatermark("_valid_time", args.watermark)
+        reader.load()
         .writeStream.foreachBatch(sink)
-        .option("checkpointLocation", os.path.join(args.checkpoint_dir, "counts"))
+        .option("checkpointLocation", sink.query_checkpoint)
         .queryName(COUNTS_QUERY)
         .trigger(**trigger)
         .start()

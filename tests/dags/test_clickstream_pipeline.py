@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from airflow_cli import airflow_dags_test
 from clickstream import redis_layout
 from clickstream.schema import window_label
 
 pytestmark = pytest.mark.dags
-
-
-def airflow_dags_test(env: dict[str, str], dag_id: str, conf: dict, timeout: float = 600) -> tuple[int, str, float]:
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", dag_id, "--conf", json.dumps(conf)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
-    return result.returncode, result.stdout + result.stderr, time.monotonic() - started
 
 
 def test_the_pipeline_counts_every_event_once_and_passes_its_sla(airflow_env, kafka_broker, redis_client, read_topic):

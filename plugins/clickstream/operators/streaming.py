@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk import conf as airflow_conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.observability.stats import Stats
 
 from clickstream.hooks.kafka_topics import kafka_bootstrap_servers
 from clickstream.hooks.redis import ClickstreamRedisHook
@@ -17,6 +18,7 @@ from clickstream.hooks.spark_streaming import DetachedSparkSubmitHook, SparkJobH
 from clickstream.operators._templated import optional
 from clickstream.redis_layout import CONTROL_KEY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
+from clickstream.spark.checkpoint import COUNTS_CHECKPOINT, stuck_batch
 from clickstream.triggers.streaming_job import DIED, FAILED, FINISHED, STALLED, STOP_REQUESTED, StreamingJobTrigger
 
 BOUNDED, LONG_RUNNING = "bounded", "long_running"
@@ -183,7 +185,7 @@ class ClickstreamStreamingOperator(BaseOperator):
         self.log.info("Streaming job started (pid %d, %s mode); its output: %s", handle.pid, self.mode, log_path)
         return handle
 
-    def _defer(self, handle: SparkJobHandle, restarts: int) -> None:
+    def _defer(self, handle: SparkJobHandle, restarts: int, failed_batches: list[int] | None = None) -> None:
         self.defer(
             trigger=StreamingJobTrigger(
                 job=handle.to_dict(),
@@ -193,7 +195,7 @@ class ClickstreamStreamingOperator(BaseOperator):
                 poll_interval_s=self.poll_interval_s,
             ),
             method_name="execute_complete",
-            kwargs={"restarts": restarts},
+            kwargs={"restarts": restarts, "failed_batches": failed_batches or []},
         )
 
     def execute(self, context: Any) -> None:
@@ -202,7 +204,9 @@ class ClickstreamStreamingOperator(BaseOperator):
 
     # ------------------------------------------------------------------ resuming
 
-    def execute_complete(self, context: Any, event: dict[str, Any], restarts: int = 0) -> dict[str, Any]:
+    def execute_complete(
+        self, context: Any, event: dict[str, Any], restarts: int = 0, failed_batches: list[int] | None = None
+    ) -> dict[str, Any]:
         status, handle = event["status"], SparkJobHandle.from_dict(event["job"])
         if status != FINISHED and not handle.local:
             raise AirflowException(
@@ -228,10 +232,19 @@ class ClickstreamStreamingOperator(BaseOperator):
         why = (
             event.get("error") or f"{event.get('reason')}; the end of its log ({handle.log_path}):\n{log_tail(handle)}"
         )
+        stuck = stuck_batch(os.path.join(self._checkpoint(), COUNTS_CHECKPOINT))
+        failed_batches = [*(failed_batches or []), *([stuck.batch_id] if stuck else [])]
+        where = f" on {stuck.describe()}" if stuck else ""
+        if len(failed_batches) > 1 and len(set(failed_batches)) == 1:
+            where += f", where each of its {len(failed_batches)} launches failed"
         if restarts >= int(self.max_restarts):
             raise AirflowException(
-                f"the streaming job {status} after {restarts} restart(s) (max_restarts={self.max_restarts}): {why}"
+                f"the streaming job {status} after {restarts} restart(s) (max_restarts={self.max_restarts})"
+                f"{where}: {why}"
             )
-        self.log.warning("Restarting the streaming job from its checkpoint (restart %d): %s", restarts + 1, why)
-        self._defer(self.launch(context, restarts + 1), restarts=restarts + 1)
+        Stats.incr("clickstream.streaming.restarts")
+        self.log.warning(
+            "Restarting the streaming job from its checkpoint (restart %d)%s: %s", restarts + 1, where, why
+        )
+        self._defer(self.launch(context, restarts + 1), restarts=restarts + 1, failed_batches=failed_batches)
         raise AssertionError("unreachable: defer() raises")  # pragma: no cover

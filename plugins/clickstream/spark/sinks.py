@@ -10,19 +10,35 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from py4j.protocol import Py4JJavaError
+from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
 
-from clickstream.redis_layout import COUNTS_QUERY, apply_batch, commit_key, progress_key, read_commit
-from clickstream.schema import WINDOW_MS, window_label, window_start_ms
+from clickstream.redis_layout import COUNTS_QUERY, Commit, apply_batch, commit_key, progress_key, read_commit
+from clickstream.schema import WINDOW_MS, RejectReason, window_label, window_start_ms
+from clickstream.spark.checkpoint import KAFKA_INITIAL_OFFSETS, Offsets, parse_offsets
+from clickstream.spark.isolation import (
+    FailingRecord,
+    OffsetRange,
+    TooManyFailures,
+    any_of,
+    find_failing_records,
+    short_error,
+)
 from clickstream.spark.metrics import StreamingMetrics
-from clickstream.spark.transforms import batch_summary, compact, dead_letters, invalid_events
+from clickstream.spark.transforms import batch_summary, compact, dead_letters, invalid_events, parse_events
 
 log = logging.getLogger(__name__)
+
+# Spark's errors as PySpark raises them: a task's failure reaches the driver as one of these.
+_SPARK_ERRORS = (Py4JJavaError, CapturedException)
 
 
 class _RedisSink:
@@ -41,7 +57,8 @@ class _RedisSink:
 
 
 class PageViewsSink(_RedisSink):
-    """Each micro-batch of parsed records: dead letters to Kafka, then views and users to Redis, at most once.
+    """Each micro-batch of Kafka records, parsed here: dead letters to Kafka, then views and users to Redis,
+    at most once.
 
     Spark hands ``foreachBatch`` the same records under the same batch id when it replays a batch after a
     crash. The Redis write is one script that adds the batch's views per page and window and records the
@@ -51,6 +68,11 @@ class PageViewsSink(_RedisSink):
     the reconciler finds and repairs those. Dead letters are at least once: a batch replayed after a crash
     writes its dead letters again, with the same source partition and offset in their headers, by which
     a reader can drop the repeats.
+
+    A batch whose tally fails (a record that passed validation yet breaks the job) is bisected by offset
+    (:mod:`clickstream.spark.isolation`): the records that fail alone go to the dead-letter topic with
+    reason ``processing_error`` and the error, the rest count, and the stream goes on. When more records
+    fail than poison explains, the batch fails with its id and offsets, and the job's supervisor decides.
     """
 
     def __init__(
@@ -62,8 +84,12 @@ class PageViewsSink(_RedisSink):
         retention_ms: int | None,
         metrics: StreamingMetrics | None = None,
         query_name: str = COUNTS_QUERY,
+        prepare: Callable[[DataFrame], DataFrame] = parse_events,
+        query_checkpoint: str | None = None,
     ) -> None:
         super().__init__(redis_url, metrics)
+        self.prepare = prepare  # raw Kafka records -> parsed events, as parse_events does
+        self.query_checkpoint = query_checkpoint  # the query's offsets log, for recounting what Redis lost
         self.bootstrap_servers = bootstrap_servers
         self.dead_letter_topic = dead_letter_topic
         self.watermark_delay_ms = watermark_delay_ms
@@ -71,6 +97,7 @@ class PageViewsSink(_RedisSink):
         self.query_name = query_name
         self._commit_key: str | None = None
         self._expect_dead = False  # judged from the previous batch
+        self._newest_ms: int | None = None
 
     def commit_key(self) -> str:
         """Keyed by the query's id, which its checkpoint keeps across restarts; a new checkpoint starts afresh."""
@@ -82,26 +109,139 @@ class PageViewsSink(_RedisSink):
             self._commit_key = commit_key(ids[0])
         return self._commit_key
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+    def __call__(self, raw: DataFrame, batch_id: int) -> None:
         key = self.commit_key()
         commit = read_commit(self.client, key)
         if commit.batch_id is not None and batch_id <= commit.batch_id:
             log.info("batch %d: already applied to Redis (replayed after a restart); skipped", batch_id)
             return
-        records = compact(batch)
+        first_missing = 0 if commit.batch_id is None else commit.batch_id + 1
+        if first_missing < batch_id:
+            commit = self._recount_lost_batches(raw.sparkSession, first_missing, batch_id - 1, commit, key)
+        records = compact(self.prepare(raw))
         # Caching the batch costs about half again its parsing, so it is done only when the previous batch
         # had dead letters: sending them is a second pass, which then reads the cache, not Kafka again.
         cached = self._expect_dead
         if cached:
             records = records.persist()
         try:
-            figures = BatchFigures.of(batch_summary(records), commit.watermark_ms)
-            if figures.dead:
+            try:
+                summary = batch_summary(records)
+            except _SPARK_ERRORS as exc:
+                if cached:
+                    records.unpersist()
+                    cached = False
+                records, summary = self._without_failing_records(raw, batch_id, exc)
+            figures = BatchFigures.of(summary, commit.watermark_ms)
+            if figures.dead > summary["invalid"].get(RejectReason.PROCESSING_ERROR.value, 0):
                 self._send_dead_letters(invalid_events(records))
         finally:
             if cached:
                 records.unpersist()
         self._commit(figures, batch_id, key)
+
+    def _recount_lost_batches(self, spark: SparkSession, first: int, last: int, commit: Commit, key: str) -> Commit:
+        """Redis lacks batches ``first``..``last`` that Spark's checkpoint committed: recount them from Kafka.
+
+        It happens when Redis comes back with less than it acknowledged: a failover to a replica that lagged,
+        an OS crash inside the ``appendfsync everysec`` window, a restart without persistence. The commit
+        hash came back as old as the counts (one script writes both), so the gap is exactly the batches
+        after it; their offsets are in the checkpoint's offsets log. Seeing the gap costs nothing: the
+        commit is read for every batch anyway. Events a batch then judged late may count in the recount,
+        which judges them all against the restored watermark. Dead letters are not sent again.
+        """
+        lost = f"Redis holds micro-batches up to {commit.batch_id}, but the checkpoint committed up to {last}"
+        if self.query_checkpoint is None:
+            raise BatchFailed(f"{lost}; without the checkpoint's location they cannot be recounted: run the "
+                              "reconciler with repair")  # fmt: skip
+        try:
+            start = self._checkpoint_offsets(spark, f"offsets/{first - 1}") if first > 0 else (
+                self._checkpoint_offsets(spark, KAFKA_INITIAL_OFFSETS, skip=1))  # fmt: skip
+            end = self._checkpoint_offsets(spark, f"offsets/{last}")
+        except _SPARK_ERRORS as exc:
+            raise BatchFailed(
+                f"{lost}, and the checkpoint no longer holds their offsets ({short_error(exc)}): run the reconciler "
+                "with repair"
+            ) from exc
+        log.warning("%s: recounting batches %d-%d from Kafka (%s to %s)", lost, first, last, start, end)
+        partitions = {topic: sorted(int(p) for p in parts) for topic, parts in end.items()}
+        raw = (
+            spark.read.format("kafka")
+            .option("kafka.bootstrap.servers", self.bootstrap_servers)
+            .option("assign", json.dumps(partitions))
+            .option("startingOffsets", json.dumps(
+                {t: {p: start.get(t, {}).get(p, -2) for p in parts} for t, parts in end.items()}))
+            .option("endingOffsets", json.dumps(end))
+            .load()
+        )  # fmt: skip
+        figures = BatchFigures.of(batch_summary(compact(self.prepare(raw))), commit.watermark_ms)
+        self._commit(figures, last, key)
+        self.metrics.incr(self.query_name, "recounted_batches", last - first + 1)
+        return read_commit(self.client, key)
+
+    def _checkpoint_offsets(self, spark: SparkSession, name: str, skip: int = 2) -> Offsets:
+        """Offsets from a file of the query's checkpoint, read by Spark (a checkpoint may be on HDFS or S3)."""
+        path = f"{str(self.query_checkpoint).rstrip('/')}/{name}"
+        return parse_offsets([row.value for row in spark.read.text(path).collect()], skip=skip)
+
+    def _without_failing_records(
+        self, raw: DataFrame, batch_id: int, exc: BaseException
+    ) -> tuple[DataFrame, dict[str, Any]]:
+        """Isolate what made the batch's tally fail: dead-letter it, and tally the rest.
+
+        Works on the raw Kafka records, filtered by offset before :attr:`prepare` runs on them, so nothing
+        of the failing job runs on what is left out. Returns the rest's compact records and their summary,
+        with the isolated records counted under ``processing_error``.
+        """
+        error = short_error(exc)
+        ranges = offset_ranges(raw)
+        where = ", ".join(str(r) for r in ranges) or "no offsets"
+        log.warning("batch %d (%s) failed: %s; looking for the records that fail it", batch_id, where, error)
+
+        def job_error(subset: OffsetRange) -> str | None:
+            try:
+                batch_summary(compact(self.prepare(raw.where(subset.condition()))))
+            except _SPARK_ERRORS as failure:
+                return short_error(failure)
+            return None
+
+        try:
+            failing = find_failing_records(ranges, job_error)
+        except TooManyFailures as too_many:
+            raise BatchFailed(f"batch {batch_id} ({where}) fails: {too_many}") from exc
+        if not failing:
+            raise BatchFailed(f"batch {batch_id} ({where}) failed, and then no part of it did: {error}") from exc
+        poison = any_of(OffsetRange(f.topic, f.partition, f.offset, f.offset) for f in failing)
+        records = compact(self.prepare(raw.where(~poison)))
+        summary = batch_summary(records)  # fails loudly if the rest still cannot be tallied
+        self._send_failing_records(raw.where(poison), failing)
+        summary["records"] += len(failing)
+        invalid = summary["invalid"]
+        reason = RejectReason.PROCESSING_ERROR.value
+        invalid[reason] = invalid.get(reason, 0) + len(failing)
+        self.metrics.incr(self.query_name, "isolated_records", len(failing))
+        log.warning(
+            "batch %d: %d record(s) dead-lettered as processing_error, the rest counted: %s",
+            batch_id,
+            len(failing),
+            "; ".join(f"{f.topic}[{f.partition}]@{f.offset}: {f.error}" for f in failing),
+        )
+        return records, summary
+
+    def _send_failing_records(self, poison: DataFrame, failing: list[FailingRecord]) -> None:
+        """Their original key and bytes (raw records: nothing else is evaluated on them), with the error."""
+        errors = {(f.topic, f.partition, f.offset): f.error for f in failing}
+        letters = [
+            (r.key, r.value, RejectReason.PROCESSING_ERROR.value, errors[(r.topic, r.partition, r.offset)],
+             r.topic, r.partition, r.offset)
+            for r in poison.select("key", "value", "topic", "partition", "offset").collect()
+        ]  # fmt: skip
+        frame = poison.sparkSession.createDataFrame(
+            letters,
+            "key binary, value binary, reject_reason string, reject_detail string, topic string, partition int,"
+            " offset long",
+        )
+        self._send_dead_letters(frame)
 
     def _send_dead_letters(self, invalid: DataFrame) -> None:
         (
@@ -124,6 +264,7 @@ class PageViewsSink(_RedisSink):
             applied, expired = apply_batch(
                 self.client, key, batch_id, watermark_ms, views, figures.users, self.retention_ms
             )
+        self._report_event_time(watermark_ms, figures.newest_ms)
         self.metrics.incr(self.query_name, "dead_letters", figures.dead)
         self.metrics.incr(self.query_name, "late_events", figures.late)
         log.info(
@@ -139,6 +280,28 @@ class PageViewsSink(_RedisSink):
             len(figures.users),
             expired,
         )
+
+    def _report_event_time(self, watermark_ms: int, newest_ms: int | None) -> None:
+        """The watermark that decides what counts, and the newest event time seen, beside Spark's progress."""
+        if newest_ms is not None:
+            self._newest_ms = max(self._newest_ms or newest_ms, newest_ms)
+        fields: dict[str, Any] = {"watermark_ms": watermark_ms, "watermark": _ms_to_iso(watermark_ms)}
+        if self._newest_ms is not None:
+            fields["newest_event_ms"] = self._newest_ms
+            fields["newest_window"] = window_label(window_start_ms(self._newest_ms))
+        self.client.hset(progress_key(self.query_name), mapping=fields)
+
+
+class BatchFailed(RuntimeError):
+    """A micro-batch that cannot be applied; the message names it, its offsets and the error."""
+
+
+def offset_ranges(raw: DataFrame) -> list[OffsetRange]:
+    """The Kafka offsets a micro-batch of raw records holds, per topic partition."""
+    rows = (
+        raw.groupBy("topic", "partition").agg(F.min("offset").alias("first"), F.max("offset").alias("last")).collect()
+    )
+    return sorted(OffsetRange(r.topic, r.partition, r.first, r.last) for r in rows)
 
 
 @dataclass
@@ -195,7 +358,6 @@ class RedisProgressListener(StreamingQueryListener):
 
     def onQueryProgress(self, event: Any) -> None:
         progress = event.progress
-        event_time = progress.eventTime or {}
         fields: dict[str, Any] = {
             "batch_id": progress.batchId,
             "input_rows": progress.numInputRows,
@@ -207,12 +369,6 @@ class RedisProgressListener(StreamingQueryListener):
             "updated_ms": int(time.time() * 1000),
             "state": "running",
         }
-        if event_time.get("watermark"):
-            fields["watermark"] = event_time["watermark"]
-        if event_time.get("max"):
-            newest = _iso_to_ms(event_time["max"])
-            fields["newest_event_ms"] = newest
-            fields["newest_window"] = window_label(window_start_ms(newest))
         self.client.hset(self._key(progress.id, progress.name), mapping=fields)
         self.metrics.progress(progress.name or str(progress.id), progress)
 
@@ -225,11 +381,13 @@ class RedisProgressListener(StreamingQueryListener):
         state = "failed" if event.exception else "stopped"
         fields = {"state": state, "terminated_ms": int(time.time() * 1000)}
         if event.exception:
-            fields["error"] = str(event.exception)[:2000]
+            # What went wrong first (the root cause, not py4j's wrapping), then the whole story, cut short.
+            fields["error"] = f"{short_error(event.exception)}\n{str(event.exception)[:2000]}"
         self.client.hset(self._key(event.id), mapping=fields)
 
 
-def _iso_to_ms(text: str) -> int:
-    from datetime import datetime
+def _ms_to_iso(ms: int) -> str:
+    """Epoch ms as Spark writes event times in its progress: ``2025-06-10T05:04:00.000Z``."""
+    from datetime import UTC, datetime
 
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -6,8 +6,11 @@ import asyncio
 import os
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
+import local_stack
+import monitoring_parts
 import pytest
 import spark_jobs
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
@@ -96,7 +99,8 @@ def test_a_killed_and_a_stalled_job_are_restarted_from_the_checkpoint_and_count_
 
     with pytest.raises(TaskDeferred) as second:
         op.execute_complete(context, died, **first.value.kwargs)
-    assert second.value.kwargs == {"restarts": 1}
+    assert second.value.kwargs["restarts"] == 1
+    assert second.value.kwargs["failed_batches"][0] >= 3  # killed after batch 2 committed
     job = handle_of(second.value)
     operators.handles.append(job)
     wait_for_batch(redis_client, job, 1)
@@ -147,6 +151,88 @@ def test_a_job_that_keeps_failing_fails_the_task_with_its_own_error(
     message = str(failure.value)
     assert "the streaming job died after 1 restart(s) (max_restarts=1)" in message
     assert "Failed to find data source: kafka" in message
+
+
+@pytest.fixture
+def statsd_exporter(tmp_path, monkeypatch):
+    """A real statsd_exporter with the stack's mapping, and Airflow's metrics client pointed at it, set up as
+    Airflow's task runner sets it up. Yields the exporter's /metrics URL."""
+    from airflow.sdk._shared.observability.metrics import stats
+    from airflow.sdk._shared.observability.metrics.base_stats_logger import NoStatsLogger
+    from airflow.sdk.observability.metrics import stats_utils
+
+    ports = monitoring_parts.MonitoringPorts(statsd_exporter=local_stack.free_port(), statsd=local_stack.free_port())
+    exporter = monitoring_parts.StatsdExporter(ports, spark_jobs.REPO / ".deps")
+    for name, value in {"STATSD_ON": "True", "STATSD_HOST": "127.0.0.1", "STATSD_PORT": str(ports.statsd),
+                        "STATSD_PREFIX": "airflow"}.items():  # fmt: skip
+        monkeypatch.setenv(f"AIRFLOW__METRICS__{name}", value)
+    with local_stack.running("statsd-exporter", exporter.command(), exporter.healthy, tmp_path / "statsd.log"):
+        stats.initialize(factory=stats_utils.get_stats_factory(), export_legacy_names=False)
+        try:
+            yield f"http://127.0.0.1:{ports.statsd_exporter}/metrics"
+        finally:
+            stats.initialize(factory=NoStatsLogger, export_legacy_names=False)
+
+
+def scraped(url: str, metric: str) -> float | None:
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.split(" ")[0] == metric]
+    return values[0] if values else None
+
+
+def test_a_batch_that_fails_after_every_restart_fails_the_task_naming_it_and_counts_the_restarts(
+    kafka_broker, topic_factory, redis_client, operators, statsd_exporter, tmp_path
+):
+    """Kafka deleted records the checkpoint had not read yet (retention ran ahead of a stopped job): the
+    next micro-batch fails on every launch, and restarting cannot help."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    topic = topic_factory("op-lost", partitions=1)
+    spark_jobs.produce(kafka_broker.bootstrap_servers, topic, TrafficConfig(seed=21, start_ms=1_765_000_000_000), 500)
+    settings = {
+        "application": str(spark_jobs.STREAMING_APP),
+        "topic": topic,
+        "checkpoint_dir": str(tmp_path / "checkpoint"),
+        "log_dir": str(tmp_path / "logs"),
+        "poll_interval_s": 0.5,
+        "max_restarts": 1,
+        "jars": JARS,
+    }
+    context = {"run_id": "manual__lost"}
+    op = operators(**settings)
+    with pytest.raises(TaskDeferred) as first:
+        op.execute(context)
+    operators.handles.append(handle_of(first.value))
+    finished = first_event(first.value)
+    assert op.execute_complete(context, finished, **first.value.kwargs)["status"] == "finished"  # offsets 0-499
+
+    spark_jobs.produce(kafka_broker.bootstrap_servers, topic, TrafficConfig(seed=22, start_ms=1_765_000_000_000), 500)
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    for future in admin.delete_records([TopicPartition(topic, 0, 750)]).values():
+        future.result(30)  # offsets 500-749 are gone before the job read them
+
+    op = operators(**settings)
+    with pytest.raises(TaskDeferred) as second:
+        op.execute(context)
+    operators.handles.append(handle_of(second.value))
+    failed = first_event(second.value)
+    assert failed["status"] in ("failed", "died"), failed
+    with pytest.raises(TaskDeferred) as third:
+        op.execute_complete(context, failed, **second.value.kwargs)
+    operators.handles.append(handle_of(third.value))
+    failed_again = first_event(third.value)
+    with pytest.raises(AirflowException) as failure:
+        op.execute_complete(context, failed_again, **third.value.kwargs)
+
+    message = str(failure.value)
+    print(f"\nthe task's failure: {message[:1500]}")
+    assert f"after 1 restart(s) (max_restarts=1) on micro-batch 1 ({topic}[0] " in message
+    assert "where each of its 2 launches failed" in message
+    # The root cause comes first, before py4j's wrapping; Spark's own words for what happened follow.
+    assert "OffsetOutOfRangeException: Fetch position FetchPosition{offset=500" in message.splitlines()[0]
+    assert "Some data may have been lost because they are not available in Kafka any more" in message
+    assert scraped(statsd_exporter, "clickstream_streaming_restarts_total") == 1
 
 
 def test_a_long_running_job_stops_cleanly_when_asked(kafka_broker, topic_factory, redis_client, operators, tmp_path):
