@@ -451,7 +451,7 @@ def stack_parts(
         parts.append(Part(name, part.command(), None, part.healthy))
     if postgres is not None:
         parts.append(Part("postgres", postgres.command(), postgres.port, postgres.healthy, user=postgres.run_as))
-    for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
+    for component in AIRFLOW_COMPONENTS:
         port = api_port if component == "api-server" else None
         check = _airflow_component_healthy(component, since)
         parts.append(Part(f"airflow-{component}", [airflow, component], port, check, 180, autostart=False))
@@ -476,6 +476,7 @@ def monitoring(redis_server: RedisServer) -> dict[str, Any]:
 
 
 SUPERVISOR_CONF = STATE / "supervisord.conf"
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 SUPERVISOR_PID = STATE / "supervisord.pid"
 
 
@@ -698,6 +699,8 @@ def down() -> None:
         stop_spark_jobs()
         print("[down] the stack is not running")
         return
+    # Airflow first: a scheduler or triggerer still running would restart the Spark job stopped next.
+    supervisorctl("stop", *(f"airflow-{component}" for component in AIRFLOW_COMPONENTS))
     stop_spark_jobs()
     pid = int(SUPERVISOR_PID.read_text().strip())
     supervisorctl("shutdown")

@@ -30,8 +30,9 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "compression.type": "lz4",
     "queue.buffering.max.messages": 500_000,
     "queue.buffering.max.kbytes": 262_144,
-    # A record that cannot be delivered fails within this bound instead of being retried forever.
-    "message.timeout.ms": 30_000,
+    # A record that cannot be delivered fails within this bound instead of being retried forever; two
+    # minutes (the Java client's default) rides out a broker restart, which idempotence keeps exact.
+    "message.timeout.ms": 120_000,
     "socket.connection.setup.timeout.ms": 10_000,
 }
 

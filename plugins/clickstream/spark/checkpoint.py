@@ -39,11 +39,11 @@ class StuckBatch:
             for partition in sorted({*start, *end}, key=int):
                 first, until = start.get(partition), end.get(partition)
                 if until is None:
-                    parts.append(f"{topic}[{partition}] from offset {'the start' if first is None else first}")
-                elif first is not None and first >= until:
-                    continue  # nothing of this partition in the batch
-                else:
-                    parts.append(f"{topic}[{partition}] offsets {'the start' if first is None else first}-{until - 1}")
+                    parts.append(f"{topic}[{partition}] from offset {first}")
+                elif first is None:
+                    parts.append(f"{topic}[{partition}] offsets up to {until - 1}")
+                elif first < until:  # else nothing of this partition is in the batch
+                    parts.append(f"{topic}[{partition}] offsets {first}-{until - 1}")
         planned = "" if self.end is not None else ", not planned yet"
         return f"micro-batch {self.batch_id} ({', '.join(parts) or 'no offsets known'}{planned})"
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from clickstream.hooks.redis import ClickstreamRedisHook
 from clickstream.hooks.spark_streaming import JobProcess, SparkJobHandle, job_process
@@ -132,20 +134,41 @@ class StreamingJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         handle = SparkJobHandle.from_dict(self.job)
         client = await ClickstreamRedisHook.async_client(self.redis_conn_id)
+        unreachable_since: float | None = None
+        last_said = 0.0
         try:
             while True:
                 # /proc reads and the zombie reap are quick, but they are still system calls: keep them off the loop.
                 process = await asyncio.to_thread(job_process, handle)
-                progress, control = await self._observe(client)
-                verdict = assess(
-                    process=process,
-                    progress=progress,
-                    control=control,
-                    launched_ms=handle.launched_ms,
-                    now_ms=int(time.time() * 1000),
-                    stall_timeout_ms=int(self.stall_timeout_s * 1000),
-                    startup_timeout_ms=int(self.startup_timeout_s * 1000),
-                )
+                try:
+                    progress, control = await self._observe(client)
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    # Redis restarting is a fault to ride out, not the job's end: keep watching, for as long as
+                    # a stall would be tolerated.
+                    if unreachable_since is None:
+                        unreachable_since, last_said = time.monotonic(), 0.0
+                    waited = time.monotonic() - unreachable_since
+                    if waited <= self.stall_timeout_s:
+                        if waited == 0.0 or waited - last_said >= 30:  # say so, without flooding the log
+                            last_said = waited
+                            self.log.warning(
+                                "Redis unreachable for %.0fs (%s); still watching job %s", waited, exc, handle.pid
+                            )
+                        await asyncio.sleep(self.poll_interval_s)
+                        continue
+                    verdict: Verdict | None = Verdict(STALLED, f"Redis has been unreachable for {waited:.0f}s: {exc}")
+                    progress = {}
+                else:
+                    unreachable_since = None
+                    verdict = assess(
+                        process=process,
+                        progress=progress,
+                        control=control,
+                        launched_ms=handle.launched_ms,
+                        now_ms=int(time.time() * 1000),
+                        stall_timeout_ms=int(self.stall_timeout_s * 1000),
+                        startup_timeout_ms=int(self.startup_timeout_s * 1000),
+                    )
                 if verdict is not None:
                     self.log.info("Streaming job %s: %s (%s)", handle.pid, verdict.status, verdict.reason)
                     yield TriggerEvent(

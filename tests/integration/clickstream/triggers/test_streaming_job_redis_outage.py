@@ -1,0 +1,79 @@
+"""The streaming trigger rides out a Redis outage, and says so when it lasts longer than a stall."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+
+import local_stack
+import psutil
+import pytest
+from clickstream.hooks.spark_streaming import SparkJobHandle
+from clickstream.triggers.streaming_job import DIED, STALLED, StreamingJobTrigger
+
+pytestmark = pytest.mark.integration
+
+
+def trigger_for(proc: subprocess.Popen, redis_port: int, stall_timeout_s: float) -> StreamingJobTrigger:
+    handle = SparkJobHandle(
+        pid=proc.pid,
+        create_time=psutil.Process(proc.pid).create_time(),
+        log_path="/dev/null",
+        launched_ms=int(time.time() * 1000),
+        application="a stand-in job",
+    )
+    return StreamingJobTrigger(
+        job=handle.to_dict(),
+        redis_conn_id="redis_outage",
+        stall_timeout_s=stall_timeout_s,
+        startup_timeout_s=600,
+        poll_interval_s=0.2,
+    )
+
+
+async def first_event(trigger: StreamingJobTrigger) -> dict:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("no event")
+
+
+def test_redis_down_longer_than_a_stall_is_reported_as_one(monkeypatch):
+    port = local_stack.free_port()  # nothing listens here: Redis is down
+    monkeypatch.setenv("AIRFLOW_CONN_REDIS_OUTAGE", f"redis://127.0.0.1:{port}/0")
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = time.monotonic()
+        event = asyncio.run(asyncio.wait_for(first_event(trigger_for(job, port, stall_timeout_s=2)), 30))
+        waited = time.monotonic() - started
+    finally:
+        job.kill()
+        job.wait()
+    assert event["status"] == STALLED
+    assert event["reason"].startswith("Redis has been unreachable for ")
+    assert 2 <= waited < 10
+
+
+def test_a_job_that_died_while_redis_was_down_is_reported_once_redis_is_back(tmp_path, monkeypatch):
+    server = local_stack.RedisServer(tmp_path / "redis", local_stack.free_port(), persistent=False)
+    server.prepare()
+    monkeypatch.setenv("AIRFLOW_CONN_REDIS_OUTAGE", f"redis://127.0.0.1:{server.port}/0")
+    job = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    trigger = trigger_for(job, server.port, stall_timeout_s=60)
+    job.communicate(b"")  # the job dies during the outage
+
+    async def outage_then_back() -> tuple[dict, float]:
+        watching = asyncio.create_task(first_event(trigger))
+        await asyncio.sleep(3)
+        assert not watching.done(), "the trigger must wait for Redis rather than judge blind"
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(local_stack.running("redis", server.command(), server.healthy, tmp_path / "redis.log"))
+            back = time.monotonic()
+            event = await asyncio.wait_for(watching, 30)
+            return event, time.monotonic() - back
+
+    event, after_s = asyncio.run(outage_then_back())
+    assert event["status"] == DIED, event
+    assert after_s < 10

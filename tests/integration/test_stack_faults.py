@@ -1,0 +1,262 @@
+"""Faults on the running local stack: nothing lost, nothing counted twice.
+
+`make up` with its real scheduler, triggerer and dag-processor runs the long-running `clickstream_streaming`
+DAG while the producer CLI sends 1,000 events/s with a known ground truth. Faults, one after another, each
+followed by a check that Redis equals the ground truth of every event delivered so far:
+
+- the streaming driver SIGKILLed three times (the real triggerer notices, the operator restarts the job);
+- the triggerer SIGKILLed (supervisord restarts it) while stream_clicks is deferred, and the scheduler
+  restarted: the task keeps watching the same job, and no second driver ever runs on the checkpoint;
+- the Kafka broker SIGKILLed and restarted 20 s later (the producer's retries and idempotence deliver
+  everything; the job waits and resumes);
+- Redis SIGKILLed and restarted 30 s later (counts exact afterwards, and the RedisDown alert emails).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+from clickstream import redis_layout
+from clickstream.schema import window_label
+from clickstream.traffic import TrafficConfig, ground_truth
+from stack_helpers import REPO, free_ports, stack, stack_env, state_dir, up_and_check
+
+pytestmark = pytest.mark.integration
+
+RATE = 1000  # events/s from the producer CLI
+
+
+def airflow(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def supervisorctl(state: Path, *args: str) -> str:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(state / "supervisord.conf"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result.stdout + result.stderr
+
+
+def drivers(checkpoint: Path) -> list[psutil.Process]:
+    """One process per streaming job running on ``checkpoint``: its process group's leader.
+
+    A job is a process group (spark-submit is started in a session of its own), whose members (the
+    spark-class script, the launcher JVM, the driver JVM, its Python) all name the checkpoint.
+    """
+    groups: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if str(checkpoint) in cmdline and any("SparkSubmit" in part for part in cmdline):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                groups.setdefault(os.getpgid(proc.pid), proc)
+    return [psutil.Process(pgid) if psutil.pid_exists(pgid) else proc for pgid, proc in groups.items()]
+
+
+def counted(client: redis.Redis) -> Counter:
+    cells: Counter = Counter()
+    for key in client.scan_iter(f"{redis_layout.COUNT_PREFIX}*"):
+        page = key.decode()[len(redis_layout.COUNT_PREFIX) :]
+        for label, n in client.hgetall(key).items():
+            cells[(page, label.decode())] += int(n)
+    return cells
+
+
+class Producer:
+    """The producer CLI in the background, its ground truth rebuilt from the config it reports."""
+
+    def __init__(self, env: dict[str, str], duration_s: float, seed: int, log: Path) -> None:
+        self.log = log
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "clickstream.producer_cli",
+                "--conn-id",
+                "kafka_default",
+                "--rps",
+                str(RATE),
+                "--duration",
+                str(duration_s),
+                "--seed",
+                str(seed),
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=open(log, "wb"),  # noqa: SIM115 (closed with the process)
+            env=env,
+            text=True,
+        )
+
+    def truth(self, timeout: float) -> tuple[Counter, dict]:
+        out, _ = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, out + self.log.read_text()[-3000:]
+        summary = json.loads(out.strip().splitlines()[-1])
+        delivery, digest = summary["delivery"], summary["ground_truth"]
+        assert delivery["delivered"] == delivery["sent"] == digest["count"], delivery
+        truth = ground_truth(TrafficConfig.from_dict(digest["config"]), digest["count"])
+        cells = Counter({(page, window_label(w)): n for (page, w), n in truth.window_counts.items()})
+        return cells, {"sent": delivery["sent"], "rate": delivery.get("rate"), "valid": truth.valid}
+
+
+def wait_until_exact(client: redis.Redis, truth: Counter, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if counted(client) == truth:
+                return time.monotonic() - started
+        except redis.exceptions.ConnectionError:
+            pass
+        time.sleep(1)
+    cells = counted(client)
+    wrong = {k: (cells.get(k), truth.get(k)) for k in set(cells) | set(truth) if cells.get(k) != truth.get(k)}
+    raise AssertionError(f"Redis differs from the ground truth in {len(wrong)} cells, e.g. {list(wrong.items())[:5]}")
+
+
+def test_faults_on_the_running_stack_lose_and_double_count_nothing():
+    ports = free_ports()
+    state = state_dir()
+    env = stack_env(state / "state", "sqlite", **ports)
+    # Alerts fire 5 s after their condition holds, and Alertmanager mails 1 s after that.
+    env.update(CLICKSTREAM_SCRAPE_INTERVAL="2s", CLICKSTREAM_ALERT_FOR="5s", CLICKSTREAM_ALERT_GROUP_WAIT="1s")
+    stack_state = state / "state"
+    checkpoint = stack_state / "airflow" / "clickstream" / "checkpoint"
+    table: list[dict] = []
+    watching = threading.Event()
+    most_drivers = [0]
+
+    def watch_drivers() -> None:  # a second driver on one checkpoint would double-count: it must never run
+        while not watching.is_set():
+            most_drivers[0] = max(most_drivers[0], len(drivers(checkpoint)))
+            time.sleep(0.3)
+
+    try:
+        up_and_check(env)
+        client = redis.Redis(port=ports["redis"])
+        deadline = time.monotonic() + 120
+        while "clickstream_streaming" not in airflow(env, "dags", "list", "--output", "plain"):
+            assert time.monotonic() < deadline, "the dag-processor did not parse clickstream_streaming"
+            time.sleep(3)
+        airflow(env, "dags", "unpause", "clickstream_streaming")
+        conf = json.dumps({"max_restarts": 10, "stall_timeout_s": 90, "trigger_interval": "1 second"})
+        airflow(env, "dags", "trigger", "clickstream_streaming", "--conf", conf)
+        deadline = time.monotonic() + 240
+        while not drivers(checkpoint) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert drivers(checkpoint), "the streaming job did not start within 240s"
+        threading.Thread(target=watch_drivers, daemon=True).start()
+
+        def fault(name: str, duration_s: float, act, seed: int) -> None:
+            producer = Producer(env, duration_s, seed, state / f"producer-{seed}.log")
+            time.sleep(5)  # mid-stream
+            act()
+            truth, sent = producer.truth(timeout=duration_s + 180)
+            total_truth.update(truth)
+            recovered_s = wait_until_exact(client, total_truth, timeout=240)
+            cells = counted(client)
+            table.append(
+                {
+                    "fault": name,
+                    "recovered_s": round(recovered_s, 1),
+                    "delivered": sent["sent"],
+                    "redis_total": sum(cells.values()),
+                    "valid_total": sum(total_truth.values()),
+                    "cells_differing": sum(1 for k in set(cells) | set(total_truth) if cells[k] != total_truth[k]),
+                }
+            )
+
+        total_truth: Counter = Counter()
+
+        def kill_driver_three_times() -> None:
+            for _ in range(3):
+                jvm = drivers(checkpoint)[0]
+                os.killpg(os.getpgid(jvm.pid), signal.SIGKILL)
+                deadline = time.monotonic() + 180
+                while time.monotonic() < deadline and not any(d.pid != jvm.pid for d in drivers(checkpoint)):
+                    time.sleep(0.5)
+                assert any(d.pid != jvm.pid for d in drivers(checkpoint)), "the job was not restarted"
+                time.sleep(5)
+
+        fault("driver SIGKILLed 3 times", 60, kill_driver_three_times, seed=101)
+
+        def kill_triggerer_and_restart_scheduler() -> None:
+            watched_before.append(drivers(checkpoint)[0].pid)
+            pid = int(supervisorctl(stack_state, "pid", "airflow-triggerer").strip())
+            os.kill(pid, signal.SIGKILL)  # supervisord starts a new one
+            time.sleep(5)
+            supervisorctl(stack_state, "restart", "airflow-scheduler")
+
+        watched_before: list[int] = []
+        fault("triggerer SIGKILLed, scheduler restarted", 40, kill_triggerer_and_restart_scheduler, seed=102)
+        # The same job ran on throughout: the new triggerer took over watching it; nothing relaunched it.
+        assert [d.pid for d in drivers(checkpoint)] == watched_before
+
+        def kill_kafka_for_20s() -> None:
+            os.kill(int(supervisorctl(stack_state, "pid", "kafka").strip()), signal.SIGKILL)
+            supervisorctl(stack_state, "stop", "kafka")  # stays down: supervisord restarts what dies
+            time.sleep(20)
+            supervisorctl(stack_state, "start", "kafka")
+
+        fault("Kafka broker SIGKILLed, back after 20 s", 40, kill_kafka_for_20s, seed=103)
+
+        def kill_redis_for_30s() -> None:
+            os.kill(int(supervisorctl(stack_state, "pid", "redis").strip()), signal.SIGKILL)
+            supervisorctl(stack_state, "stop", "redis")
+            time.sleep(30)
+            supervisorctl(stack_state, "start", "redis")
+
+        fault("Redis SIGKILLed, back after 30 s", 50, kill_redis_for_30s, seed=104)
+
+        watching.set()
+        print("\n" + "\n".join(json.dumps(row) for row in table))
+        for row in table:
+            assert row["cells_differing"] == 0 and row["redis_total"] == row["valid_total"], row
+        assert most_drivers[0] == 1, f"{most_drivers[0]} drivers ran on one checkpoint at once"
+
+        maildir = stack_state / "mail"
+        subjects = [
+            str(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["Subject"])
+            for p in sorted((maildir / "new").glob("*"))
+        ]
+        print("emails:", subjects)
+        assert any("RedisDown" in s for s in subjects), subjects
+
+        redis_layout.request_stop(client, reason="fault test done")
+        deadline = time.monotonic() + 180
+        state_of_run = ""
+        while time.monotonic() < deadline:
+            listed = airflow(env, "dags", "list-runs", "clickstream_streaming", "--output", "json")
+            runs = json.loads(listed.strip().splitlines()[-1])
+            state_of_run = runs[0]["state"]
+            if state_of_run in ("success", "failed"):
+                break
+            time.sleep(3)
+        assert state_of_run == "success"
+    finally:
+        watching.set()
+        down = stack("down", env)
+        if os.environ.get("CLICKSTREAM_KEEP_FAULT_LOGS"):  # for a look after a failure
+            shutil.copytree(stack_state / "logs", REPO / ".state" / "fault-test-logs", dirs_exist_ok=True)
+    assert down.returncode == 0, down.stderr
+    shutil.rmtree(state, ignore_errors=True)
