@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import local_stack
@@ -26,7 +28,9 @@ def received(maildir: Path) -> list[email.message.EmailMessage]:
     ]
 
 
-def test_a_failed_pipeline_task_emails_its_error(airflow_env, tmp_path):
+@contextlib.contextmanager
+def mail_sink(tmp_path: Path, airflow_env: dict[str, str]) -> Iterator[tuple[dict[str, str], Path]]:
+    """A real SMTP server writing a Maildir, and the Airflow environment whose smtp_default points at it."""
     ports = monitoring_parts.MonitoringPorts(smtp=local_stack.free_port())
     mail = monitoring_parts.MailSink(tmp_path / "mail", ports)
     mail.prepare()
@@ -41,14 +45,24 @@ def test_a_failed_pipeline_task_emails_its_error(airflow_env, tmp_path):
         "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp),
         "AIRFLOW_VAR_CLICKSTREAM_SLA_EMAIL_TO": "on-call@clickstream.local",
     }
+    with local_stack.running("mail", mail.command(), mail.healthy, tmp_path / "mail.log"):
+        yield env, mail.maildir
+
+
+def wait_for_mail(maildir: Path, timeout: float = 30) -> list[email.message.EmailMessage]:
+    deadline = time.monotonic() + timeout
+    while not (messages := received(maildir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return messages
+
+
+def test_a_failed_pipeline_task_emails_its_error(airflow_env, tmp_path):
     # A topic name Kafka refuses: create_kafka_topic fails at once, with a message that says what to fix.
     conf = {"topic": "no spaces <allowed>", "dead_letter_topic": "dlq"}
-    with local_stack.running("mail", mail.command(), mail.healthy, tmp_path / "mail.log"):
+    with mail_sink(tmp_path, airflow_env) as (env, maildir):
         code, output, _ = airflow_dags_test(env, "clickstream_pipeline", conf, timeout=300)
         assert code != 0, output[-4000:]
-        deadline = time.monotonic() + 30
-        while not (messages := received(mail.maildir)) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        messages = wait_for_mail(maildir)
     assert len(messages) == 1, output[-4000:]
     message = messages[0]
     assert message["Subject"].startswith("[Airflow] clickstream_pipeline.create_kafka_topic failed in run ")

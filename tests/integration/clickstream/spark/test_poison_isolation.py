@@ -44,7 +44,7 @@ def test_a_record_that_fails_inside_spark_is_dead_lettered_and_the_rest_counts_o
     producer.produce(topic, key=b"u-poison", value=poison)
     assert producer.flush(30) == 0
 
-    def breaks_on_poison(page: str | None) -> str | None:  # nested, so Spark's workers get it by value
+    def breaks_on_poison(page):  # nested, so Spark's workers get it by value (no hints: a plain UDF)
         if page == "/poison":
             raise ValueError(f"page {page} breaks this job")
         return page
