@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import local_stack
@@ -58,3 +59,13 @@ def dense_hyperloglog(client, *ids: str) -> bytes:
     dense = client.get("test:dense-users")
     client.delete("test:dense-users")
     return dense
+
+
+def all_counts(client) -> Counter:
+    """Every ``click_count:*`` cell in Redis, ``{(page, window_label): count}``: what landed anywhere."""
+    cells: Counter = Counter()
+    for key in client.scan_iter(f"{redis_layout.COUNT_PREFIX}*"):
+        page = key.decode()[len(redis_layout.COUNT_PREFIX) :]
+        for label, n in client.hgetall(key).items():
+            cells[(page, label.decode())] += int(n)
+    return cells

@@ -36,9 +36,10 @@ import redis
 from clickstream import redis_layout
 from clickstream.schema import window_label
 from clickstream.traffic import TrafficConfig, ground_truth
+from spark_jobs import all_counts
 from stack_helpers import REPO, free_ports, stack, stack_env, state_dir, up_and_check
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 RATE = 1000  # events/s from the producer CLI
 
@@ -74,15 +75,6 @@ def drivers(checkpoint: Path) -> list[psutil.Process]:
             with contextlib.suppress(psutil.Error, ProcessLookupError):
                 groups.setdefault(os.getpgid(proc.pid), proc)
     return [psutil.Process(pgid) if psutil.pid_exists(pgid) else proc for pgid, proc in groups.items()]
-
-
-def counted(client: redis.Redis) -> Counter:
-    cells: Counter = Counter()
-    for key in client.scan_iter(f"{redis_layout.COUNT_PREFIX}*"):
-        page = key.decode()[len(redis_layout.COUNT_PREFIX) :]
-        for label, n in client.hgetall(key).items():
-            cells[(page, label.decode())] += int(n)
-    return cells
 
 
 class Producer:
@@ -126,12 +118,12 @@ def wait_until_exact(client: redis.Redis, truth: Counter, timeout: float) -> flo
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         try:
-            if counted(client) == truth:
+            if all_counts(client) == truth:
                 return time.monotonic() - started
         except redis.exceptions.ConnectionError:
             pass
         time.sleep(1)
-    cells = counted(client)
+    cells = all_counts(client)
     wrong = {k: (cells.get(k), truth.get(k)) for k in set(cells) | set(truth) if cells.get(k) != truth.get(k)}
     raise AssertionError(f"Redis differs from the ground truth in {len(wrong)} cells, e.g. {list(wrong.items())[:5]}")
 
@@ -176,7 +168,7 @@ def test_faults_on_the_running_stack_lose_and_double_count_nothing():
             truth, sent = producer.truth(timeout=duration_s + 180)
             total_truth.update(truth)
             recovered_s = wait_until_exact(client, total_truth, timeout=240)
-            cells = counted(client)
+            cells = all_counts(client)
             table.append(
                 {
                     "fault": name,

@@ -17,18 +17,9 @@ import pytest
 import redis
 from clickstream import redis_layout
 from clickstream.traffic import TrafficConfig, ground_truth
-from spark_jobs import STREAMING_APP, log_tail, produce, submit, wait_exit
+from spark_jobs import STREAMING_APP, all_counts, log_tail, produce, submit, wait_exit
 
 pytestmark = pytest.mark.integration
-
-
-def counted(client) -> Counter:
-    cells: Counter = Counter()
-    for key in client.scan_iter(f"{redis_layout.COUNT_PREFIX}*"):
-        page = key.decode()[len(redis_layout.COUNT_PREFIX) :]
-        for label, n in client.hgetall(key).items():
-            cells[(page, label.decode())] += int(n)
-    return cells
 
 
 def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_factory, tmp_path):
@@ -84,7 +75,7 @@ def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_fact
             t = ground_truth(config, count)
             truth.update({(page, window_label(w)): n for (page, w), n in t.window_counts.items()})
             valid += t.valid
-        cells = counted(client)
+        cells = all_counts(client)
         assert "Redis holds micro-batches up to 2, but the checkpoint committed up to 5" in log
         assert "recounting batches 3-5 from Kafka" in log
         assert sum(cells.values()) == valid
