@@ -2,58 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import email
-import email.policy
-import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import local_stack
-import monitoring_parts
 import pytest
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow_cli import airflow_dags_test
+from mail_sink import mail_sink, wait_for_mail
 
 pytestmark = pytest.mark.dags
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def received(maildir: Path) -> list[email.message.EmailMessage]:
-    return [
-        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
-        for path in sorted((maildir / "new").glob("*"))
-    ]
-
-
-@contextlib.contextmanager
-def mail_sink(tmp_path: Path, airflow_env: dict[str, str]) -> Iterator[tuple[dict[str, str], Path]]:
-    """A real SMTP server writing a Maildir, and the Airflow environment whose smtp_default points at it."""
-    ports = monitoring_parts.MonitoringPorts(smtp=local_stack.free_port())
-    mail = monitoring_parts.MailSink(tmp_path / "mail", ports)
-    mail.prepare()
-    smtp = {
-        "conn_type": "smtp",
-        "host": "127.0.0.1",
-        "port": ports.smtp,
-        "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "airflow@clickstream.local"},
-    }
-    env = {
-        **airflow_env,
-        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp),
-        "AIRFLOW_VAR_CLICKSTREAM_SLA_EMAIL_TO": "on-call@clickstream.local",
-    }
-    with local_stack.running("mail", mail.command(), mail.healthy, tmp_path / "mail.log"):
-        yield env, mail.maildir
-
-
-def wait_for_mail(maildir: Path, timeout: float = 30) -> list[email.message.EmailMessage]:
-    deadline = time.monotonic() + timeout
-    while not (messages := received(maildir)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return messages
 
 
 def test_a_failed_pipeline_task_emails_its_error(airflow_env, tmp_path):

@@ -8,16 +8,20 @@ import signal
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import local_stack
 import monitoring_parts
 import pytest
 import spark_jobs
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from airflow.sdk.execution_time.context import VariableAccessor
 from clickstream import redis_layout
 from clickstream.hooks.spark_streaming import SparkJobHandle, job_process, kill_job
+from clickstream.notifications.task_failure import task_failure_email
 from clickstream.operators.streaming import ClickstreamStreamingOperator
 from clickstream.traffic import TrafficConfig, ground_truth
+from mail_sink import mail_sink, wait_for_mail
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +124,7 @@ def test_a_killed_and_a_stalled_job_are_restarted_from_the_checkpoint_and_count_
     assert summary["restarts"] == 2
 
     truth = ground_truth(config, 24_000)
-    assert spark_jobs.redis_counts(redis_client, truth) == dict(truth.window_counts)
+    assert spark_jobs.redis_counts(redis_client) == dict(truth.window_counts)
 
 
 def test_a_job_that_keeps_failing_fails_the_task_with_its_own_error(
@@ -180,8 +184,8 @@ def scraped(url: str, metric: str) -> float | None:
     return values[0] if values else None
 
 
-def test_a_batch_that_fails_after_every_restart_fails_the_task_naming_it_and_counts_the_restarts(
-    kafka_broker, topic_factory, redis_client, operators, statsd_exporter, tmp_path
+def test_a_batch_that_fails_after_every_restart_fails_the_task_naming_it_counts_the_restarts_and_emails(
+    kafka_broker, topic_factory, redis_client, operators, statsd_exporter, airflow_env, monkeypatch, tmp_path
 ):
     """Kafka deleted records the checkpoint had not read yet (retention ran ahead of a stopped job): the
     next micro-batch fails on every launch, and restarting cannot help."""
@@ -233,6 +237,23 @@ def test_a_batch_that_fails_after_every_restart_fails_the_task_naming_it_and_cou
     assert "OffsetOutOfRangeException: Fetch position FetchPosition{offset=500" in message.splitlines()[0]
     assert "Some data may have been lost because they are not available in Kafka any more" in message
     assert scraped(statsd_exporter, "clickstream_streaming_restarts_total") == 1
+
+    # What the DAGs' on_failure_callback makes of this failure, through smtp_default to a real SMTP sink.
+    with mail_sink(tmp_path, airflow_env) as (env, maildir):
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", env["AIRFLOW_CONN_SMTP_DEFAULT"])
+        monkeypatch.setenv("AIRFLOW_VAR_CLICKSTREAM_SLA_EMAIL_TO", env["AIRFLOW_VAR_CLICKSTREAM_SLA_EMAIL_TO"])
+        ti = SimpleNamespace(dag_id="clickstream_streaming", task_id="stream_clicks", run_id="manual__lost",
+                             try_number=3, log_url="http://localhost:8080/dags/clickstream_streaming/runs")  # fmt: skip
+        task_failure_email()({"ti": ti, "exception": failure.value, "var": {"value": VariableAccessor(False)}})
+        messages = wait_for_mail(maildir)
+    assert len(messages) == 1
+    mail = messages[0]
+    body = mail.get_body(preferencelist=("html",)).get_content()
+    print(f"the email: {mail['Subject']} to {mail['To']}\n{body[:1500]}")
+    assert mail["Subject"] == "[Airflow] clickstream_streaming.stream_clicks failed in run manual__lost"
+    assert mail["To"] == "on-call@clickstream.local"
+    assert f"on micro-batch 1 ({topic}[0] " in body
+    assert "OffsetOutOfRangeException" in body
 
 
 def test_a_long_running_job_stops_cleanly_when_asked(kafka_broker, topic_factory, redis_client, operators, tmp_path):
