@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import local_stack
 import psutil
 import pytest
 import redis
@@ -112,6 +113,16 @@ class Producer:
         truth = ground_truth(TrafficConfig.from_dict(digest["config"]), digest["count"])
         cells = Counter({(page, window_label(w)): n for (page, w), n in truth.window_counts.items()})
         return cells, {"sent": delivery["sent"], "rate": delivery.get("rate"), "valid": truth.valid}
+
+
+def rewriting(client: redis.Redis) -> bool:
+    info = client.info("persistence")
+    return bool(info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"])
+
+
+def batch_id(client: redis.Redis) -> int:
+    """The newest micro-batch the streaming job has reported."""
+    return int(client.hget(redis_layout.progress_key(redis_layout.COUNTS_QUERY), "batch_id") or -1)
 
 
 def wait_until_exact(client: redis.Redis, truth: Counter, timeout: float) -> float:
@@ -227,9 +238,11 @@ def test_faults_on_the_running_stack_lose_and_double_count_nothing():
             # back without the batches it acknowledged after its append-only file was copied.
             aof = stack_state / "redis" / "appendonlydir"
             client.bgrewriteaof()
-            time.sleep(2)
+            assert local_stack.wait_until(lambda: not rewriting(client), 60), "the AOF rewrite did not finish"
+            copied_at = batch_id(client)
             shutil.copytree(aof, state / "aof-copy")
-            time.sleep(10)  # about ten more one-second batches land in Redis, and in Spark's checkpoint
+            # Ten more one-second batches land in Redis, and in Spark's checkpoint.
+            assert local_stack.wait_until(lambda: batch_id(client) >= copied_at + 10, 60), "no batches after the copy"
             os.kill(int(supervisorctl(stack_state, "pid", "redis").strip()), signal.SIGKILL)
             supervisorctl(stack_state, "stop", "redis")
             shutil.rmtree(aof)
@@ -268,10 +281,24 @@ def test_faults_on_the_running_stack_lose_and_double_count_nothing():
                 break
             time.sleep(3)
         assert state_of_run == "success"
+    except BaseException:
+        keep_logs = True  # a failure here is rare and slow to reproduce: what the stack said is kept for a look
+        raise
+    else:
+        keep_logs = bool(os.environ.get("CLICKSTREAM_KEEP_FAULT_LOGS"))
     finally:
         watching.set()
         down = stack("down", env)
-        if os.environ.get("CLICKSTREAM_KEEP_FAULT_LOGS"):  # for a look after a failure
-            shutil.copytree(stack_state / "logs", REPO / ".state" / "fault-test-logs", dirs_exist_ok=True)
+        if keep_logs:
+            kept = REPO / ".state" / "fault-test-logs"
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(stack_state / "logs", kept, dirs_exist_ok=True)
+            for log in (stack_state / "airflow" / "logs").rglob("*.log"):
+                target = kept / "airflow" / log.relative_to(stack_state / "airflow" / "logs")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(log, target)
+            for log in state.glob("producer-*.log"):
+                shutil.copy(log, kept / log.name)
+            print(f"the stack's logs are kept in {kept}")
     assert down.returncode == 0, down.stderr
     shutil.rmtree(state, ignore_errors=True)
