@@ -184,6 +184,7 @@ def run(events: int = 1_000_000, python_events: int = 200_000, rounds: int = 3) 
             f"{r.events_per_s / reference.events_per_s:>9.2f}"
         )
     print(f"faster Python client, used by clickstream: {client}")
+    missed = []
     for label, r in (("like-for-like", like_for_like), ("end to end", rows["confluent-e2e"])):
         ratio = r.events_per_s / reference.events_per_s
         verdict_rate = "met" if r.events_per_s >= TARGET_EVENTS_PER_S else "MISSED"
@@ -192,7 +193,8 @@ def run(events: int = 1_000_000, python_events: int = 200_000, rounds: int = 3) 
             f"{label:<14} >= {TARGET_EVENTS_PER_S:,} events/s: {verdict_rate} ({r.events_per_s:,.0f}); "
             f">= {TARGET_RATIO} of Kafka's tool: {verdict_ratio} ({ratio:.2f})"
         )
-    return {"reference": reference, "rows": rows}
+        missed += [f"{label} {what}" for what, v in (("rate", verdict_rate), ("ratio", verdict_ratio)) if v != "met"]
+    return {"reference": reference, "rows": rows, "missed": missed}
 
 
 if __name__ == "__main__":
@@ -201,4 +203,6 @@ if __name__ == "__main__":
     parser.add_argument("--python-events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    run(args.events, args.python_events, args.rounds)
+    result = run(args.events, args.python_events, args.rounds)
+    if result["missed"]:
+        sys.exit(f"targets missed: {'; '.join(result['missed'])}")
