@@ -2,20 +2,25 @@
 # The environment every Make target, script and test runs in. Source it; it prints nothing.
 # Ports and locations are overridable from the caller's environment.
 
-CLICKSTREAM_HOME="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export CLICKSTREAM_HOME
+_home="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# A shell that sourced another clone's env.sh carries that clone's paths: here they give way to this clone's.
+if [ -n "${CLICKSTREAM_HOME:-}" ] && [ "$CLICKSTREAM_HOME" != "$_home" ]; then
+  unset CLICKSTREAM_VENV CLICKSTREAM_DEPS CLICKSTREAM_STATE AIRFLOW_HOME AIRFLOW_CONFIG AIRFLOW_VAR_CLICKSTREAM_SPARK_JARS
+fi
+export CLICKSTREAM_HOME="$_home"
+unset _home
 export CLICKSTREAM_VENV="${CLICKSTREAM_VENV:-$CLICKSTREAM_HOME/.venv}"
 export CLICKSTREAM_DEPS="${CLICKSTREAM_DEPS:-$CLICKSTREAM_HOME/.deps}"
 export CLICKSTREAM_STATE="${CLICKSTREAM_STATE:-$CLICKSTREAM_HOME/.state}"
 export CLICKSTREAM_PYTHON="${CLICKSTREAM_PYTHON:-python3.11}"
 
-# Local stack ports (the seed's where it names them).
+# Local stack ports: each service's usual one.
 export CLICKSTREAM_KAFKA_PORT="${CLICKSTREAM_KAFKA_PORT:-9092}"
 export CLICKSTREAM_KAFKA_CONTROLLER_PORT="${CLICKSTREAM_KAFKA_CONTROLLER_PORT:-9097}"
 export CLICKSTREAM_REDIS_PORT="${CLICKSTREAM_REDIS_PORT:-6379}"
 export CLICKSTREAM_AIRFLOW_PORT="${CLICKSTREAM_AIRFLOW_PORT:-8080}"
 export CLICKSTREAM_ADMIN_PASSWORD="${CLICKSTREAM_ADMIN_PASSWORD:-admin}"
-# Monitoring (the seed's ports): Prometheus, Alertmanager, statsd_exporter (web; StatsD itself on UDP
+# Monitoring (each tool's usual port): Prometheus, Alertmanager, statsd_exporter (web; StatsD itself on UDP
 # 9125), redis_exporter, the broker's JMX metrics, the mail catcher's SMTP port, a streaming driver's UI.
 export CLICKSTREAM_PROMETHEUS_PORT="${CLICKSTREAM_PROMETHEUS_PORT:-9090}"
 export CLICKSTREAM_ALERTMANAGER_PORT="${CLICKSTREAM_ALERTMANAGER_PORT:-9093}"
