@@ -78,7 +78,7 @@ def test_a_record_that_fails_inside_spark_is_dead_lettered_and_the_rest_counts_o
     assert query.exception() is None, query.exception()
 
     # Everything but the poison counted, exactly once; the poison page counted nowhere.
-    assert redis_counts(redis_client, truth) == dict(truth.window_counts)
+    assert redis_counts(redis_client) == dict(truth.window_counts)
     assert all_counts(redis_client) == truth.valid
     assert not redis_client.exists(f"click_count:{POISON_PAGE}")
     commit = redis_layout.read_commit(redis_client, redis_layout.commit_key(query.id))
