@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import local_stack
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -64,6 +65,17 @@ def test_duration_at_a_rate_is_paced_and_summarised(kafka_broker, topic_factory)
     assert lines["latency"].startswith("p50")
 
 
+def topic_size(bootstrap_servers: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "size"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+    finally:
+        consumer.close()
+
+
 def test_ctrl_c_flushes_and_loses_nothing(kafka_broker, topic_factory, read_topic):
     topic = topic_factory("cli-interrupt", partitions=3)
     proc = subprocess.Popen(
@@ -72,7 +84,8 @@ def test_ctrl_c_flushes_and_loses_nothing(kafka_broker, topic_factory, read_topi
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)
+    # Interrupted mid-stream: once more than 1,000 events are in Kafka, with more on their way.
+    assert local_stack.wait_until(lambda: topic_size(kafka_broker.bootstrap_servers, topic) > 1000, 60), proc.poll()
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import json
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import local_stack
@@ -20,6 +23,13 @@ def read_maildir(maildir: Path) -> list[email.message.EmailMessage]:
         email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
         for path in sorted((maildir / "new").glob("*"))
     ]
+
+
+def redis_up_in_prometheus(port: int) -> bool:
+    """Prometheus has scraped redis_up = 1 and evaluated its rules on it: RedisDown could have fired by now."""
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": "redis_up == 1"})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bool(json.load(response)["data"]["result"])
 
 
 def test_stopping_redis_sends_the_redis_down_email(tmp_path):
@@ -52,7 +62,7 @@ def test_stopping_redis_sends_the_redis_down_email(tmp_path):
         )
         # Redis is up and seen up: no RedisDown yet.
         assert local_stack.wait_until(lambda: exporter.healthy(), 30)
-        time.sleep(5)
+        assert local_stack.wait_until(lambda: redis_up_in_prometheus(ports.prometheus), 30)
         assert not [m for m in read_maildir(mail.maildir) if "RedisDown" in str(m["Subject"])]
         redis_running.close()
         stopped = time.monotonic()
