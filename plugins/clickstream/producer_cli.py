@@ -1,4 +1,4 @@
-"""``clickstream-produce``: synthetic page views into Kafka, replacing the seed's ``./producer.py``.
+"""``clickstream-produce``: synthetic page views into Kafka, with a ground truth to check counts against.
 
     clickstream-produce                      # 50 events/s until Ctrl-C, to clickstream-events
     clickstream-produce --count 100000 --rps 0   # 100,000 events as fast as the broker takes them

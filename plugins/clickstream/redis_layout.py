@@ -1,6 +1,6 @@
 """Where the pipeline keeps its state in Redis: every key, and the scripts that write them.
 
-The public layout is the seed's: one hash per page, one field per 1-minute window, holding the
+The public layout (users read it directly): one hash per page, one field per 1-minute window, holding the
 absolute count::
 
     HSET click_count:/home 2025-06-10T05:04:00 35

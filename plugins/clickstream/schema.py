@@ -146,7 +146,7 @@ def window_start_ms(ts_ms: int) -> int:
 
 
 def window_label(start_ms: int) -> str:
-    """The Redis hash field of a window, as the seed shows: ``2025-06-10T05:04:00`` (UTC)."""
+    """The Redis hash field of a window, in the public layout: ``2025-06-10T05:04:00`` (UTC)."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start_ms // 1000))
 
 

@@ -1,4 +1,4 @@
-"""clickstream_pipeline as the scheduler sees it: the seed's tasks in order, its params and its SLA alert."""
+"""clickstream_pipeline as the scheduler sees it: its five tasks in order, its params and its SLA alert."""
 
 from __future__ import annotations
 

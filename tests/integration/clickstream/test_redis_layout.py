@@ -41,7 +41,7 @@ def test_each_new_batch_adds_to_the_absolute_counts_and_the_window_summary(redis
         ("/home", window_label(W1)): 5,
         ("/about", window_label(W0)): 1,
     }
-    # The seed's layout, literally.
+    # The public layout, literally.
     assert redis_client.hget("click_count:/home", window_label(W0)) == b"5"
     assert redis_layout.read_window(redis_client, window_label(W0)) == {
         "total": 6,
