@@ -195,21 +195,20 @@ class Alertmanager:
     group_wait: str = "30s"
 
     def prepare(self) -> None:
-        from clickstream.monitoring import render_alertmanager_config
+        """Rendered as compose renders it (:func:`clickstream.monitoring.alertmanager_config_from_env`), with
+        this stack's mail sink, recipients and group wait as defaults that the environment overrides."""
+        from clickstream.monitoring import write_alertmanager_config
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "data").mkdir(exist_ok=True)
-        config = render_alertmanager_config(
-            (MONITORING / "alertmanager/alertmanager.yml").read_text(),
-            smtp_smarthost=f"127.0.0.1:{self.ports.smtp}",
-            email_to=os.environ.get("CLICKSTREAM_ALERT_EMAIL_TO", self.email_to),
-            slack_webhook_url=os.environ.get("CLICKSTREAM_SLACK_WEBHOOK_URL") or None,
-            group_wait=os.environ.get("CLICKSTREAM_ALERT_GROUP_WAIT", self.group_wait),
-            group_interval=os.environ.get("CLICKSTREAM_ALERT_GROUP_INTERVAL", "5m"),
+        defaults = {
+            "CLICKSTREAM_SMTP_SMARTHOST": f"127.0.0.1:{self.ports.smtp}",
+            "CLICKSTREAM_ALERT_EMAIL_TO": self.email_to,
+            "CLICKSTREAM_ALERT_GROUP_WAIT": self.group_wait,
+        }
+        write_alertmanager_config(
+            MONITORING / "alertmanager/alertmanager.yml", self.workdir / "alertmanager.yml", {**defaults, **os.environ}
         )
-        path = self.workdir / "alertmanager.yml"
-        path.write_text(config)
-        path.chmod(0o600)  # it may hold a Slack webhook URL
 
     def command(self) -> list[str]:
         return [

@@ -5,8 +5,8 @@ Alertmanager reads no environment variables, so its one config file is a templat
 
     python -m clickstream.monitoring alertmanager-config TEMPLATE OUTPUT
 
-with ``CLICKSTREAM_SMTP_SMARTHOST``, ``CLICKSTREAM_ALERT_EMAIL_FROM``, ``CLICKSTREAM_ALERT_EMAIL_TO`` and,
-when set, ``CLICKSTREAM_SLACK_WEBHOOK_URL`` from the environment.
+with the settings :func:`alertmanager_config_from_env` reads from the environment. The local stack renders
+it through the same function.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from string import Template
+
+DEFAULT_SMTP_SMARTHOST = "127.0.0.1:1025"
 
 
 def render_alertmanager_config(
@@ -60,18 +63,34 @@ def main(argv: list[str] | None = None) -> int:
     am.add_argument("template", type=Path)
     am.add_argument("output", type=Path)
     args = parser.parse_args(argv)
-    env = os.environ
-    text = render_alertmanager_config(
-        args.template.read_text(),
-        smtp_smarthost=env.get("CLICKSTREAM_SMTP_SMARTHOST", "127.0.0.1:1025"),
-        email_from=env.get("CLICKSTREAM_ALERT_EMAIL_FROM", "alertmanager@clickstream.local"),
-        email_to=env.get("CLICKSTREAM_ALERT_EMAIL_TO", "data-team@clickstream.local"),
-        slack_webhook_url=env.get("CLICKSTREAM_SLACK_WEBHOOK_URL") or None,
-        group_wait=env.get("CLICKSTREAM_ALERT_GROUP_WAIT", "30s"),
-    )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    write_alertmanager_config(args.template, args.output, os.environ)
     return 0
+
+
+def alertmanager_config_from_env(template: str, env: Mapping[str, str]) -> str:
+    """The Alertmanager config for an environment: the one reading of its variables, for compose and `make up`.
+
+    ``CLICKSTREAM_SMTP_SMARTHOST``, ``CLICKSTREAM_ALERT_EMAIL_FROM``, ``CLICKSTREAM_ALERT_EMAIL_TO``,
+    ``CLICKSTREAM_SLACK_WEBHOOK_URL``, ``CLICKSTREAM_ALERT_GROUP_WAIT``, ``CLICKSTREAM_ALERT_GROUP_INTERVAL``;
+    each unset one takes :func:`render_alertmanager_config`'s default.
+    """
+    names = {
+        "smtp_smarthost": "CLICKSTREAM_SMTP_SMARTHOST",
+        "email_from": "CLICKSTREAM_ALERT_EMAIL_FROM",
+        "email_to": "CLICKSTREAM_ALERT_EMAIL_TO",
+        "slack_webhook_url": "CLICKSTREAM_SLACK_WEBHOOK_URL",
+        "group_wait": "CLICKSTREAM_ALERT_GROUP_WAIT",
+        "group_interval": "CLICKSTREAM_ALERT_GROUP_INTERVAL",
+    }
+    settings = {arg: env[name] for arg, name in names.items() if env.get(name)}
+    settings.setdefault("smtp_smarthost", DEFAULT_SMTP_SMARTHOST)
+    return render_alertmanager_config(template, **settings)
+
+
+def write_alertmanager_config(template: Path, output: Path, env: Mapping[str, str]) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(alertmanager_config_from_env(template.read_text(), env))
+    output.chmod(0o600)  # it may hold a Slack webhook URL
 
 
 if __name__ == "__main__":
