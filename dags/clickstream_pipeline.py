@@ -43,11 +43,14 @@ SPARK_METRICS_PORT = "{{ var.value.get('clickstream_spark_metrics_port', '') }}"
 SLA_VARIABLE = "clickstream_pipeline_sla_seconds"
 # Read when the file is parsed, so a changed SLA applies from the next parse. Not a VariableInterval:
 # resolving one while `airflow dags trigger` creates the run fails in Airflow 3.3.2 (the Variable lookup
-# closes the CLI's session under the new run: DetachedInstanceError on dag_model).
+# closes the CLI's session under the new run: DetachedInstanceError on dag_model). Fixed on Airflow's main
+# branch by apache/airflow#71968 (Variable.get reuses the caller's session), in no release yet: still open
+# in Airflow 3.3.
 SLA = timedelta(seconds=int(Variable.get(SLA_VARIABLE, 600)))
 # Deadline Alerts never fire under `airflow dags test`, and in Airflow 3.3.2 a DAG that has one cannot
-# finish a `dags test` run (DeadlineAlertModel.get_by_id is handed the alert itself, not its id), so the
-# alert is left off there; the scheduler and triggerer always see it.
+# finish a `dags test` run (DeadlineAlertModel.get_by_id is handed the alert itself, not its id:
+# apache/airflow#73428, fix proposed in apache/airflow#73430; still open in Airflow 3.3), so the alert is
+# left off there; the scheduler and triggerer always see it.
 UNDER_DAGS_TEST = sys.argv[1:3] == ["dags", "test"]
 SLA_MISS_EMAIL = DeadlineAlert(
     reference=DeadlineReference.DAGRUN_QUEUED_AT,

@@ -26,7 +26,11 @@ def airflow(*args: str) -> str:
 
 
 def json_tail(output: str) -> list[dict[str, object]]:
-    """The CLI prints log lines before its JSON; the JSON is the last line."""
+    """The JSON is the last line: the CLI printed log lines before it on stdout (apache/airflow#66139).
+
+    Airflow 3.3.1 removes that (apache/airflow#68598 sends the log of ``--output`` commands to stderr); the
+    project allows Airflow 3.3.0, which still has it.
+    """
     return json.loads(output.strip().splitlines()[-1])
 
 

@@ -18,9 +18,26 @@ class CreateClickstreamTopicsOperator(BaseOperator):
     An existing topic with the same settings succeeds; one with other settings fails the task with
     each difference and how to fix it (partitions are increased only with ``allow_partition_increase``).
     Returns ``{topic: "created" | "unchanged" | "partitions_increased"}``.
+
+    :param topic: The events topic to ensure. (templated) Default: ``"clickstream-events"``.
+    :param dead_letter_topic: The dead-letter topic to ensure beside it; ``None`` or empty leaves it out.
+        (templated) Default: ``"clickstream-events-dlq"``.
+    :param partitions: The number of partitions of ``topic``. (templated) Default: ``3``.
+    :param replication_factor: The replication factor of both topics. Default: ``1``.
+    :param retention_ms: The ``retention.ms`` of ``topic``, in milliseconds. (templated)
+        Default: ``604800000`` (7 days).
+    :param cleanup_policy: The ``cleanup.policy`` of ``topic``: ``"delete"``, ``"compact"`` or both
+        (``"compact,delete"``); the dead-letter topic always uses ``"delete"``. Default: ``"delete"``.
+    :param dead_letter_partitions: The number of partitions of the dead-letter topic. Default: ``1``.
+    :param dead_letter_retention_ms: The ``retention.ms`` of the dead-letter topic, in milliseconds.
+        Default: ``1209600000`` (14 days).
+    :param allow_partition_increase: Whether an existing topic with fewer partitions than asked gets
+        partitions added (which remaps keys to partitions) instead of failing the task. Default: ``False``.
+    :param kafka_config_id: The Airflow Kafka connection to reach the brokers through. (templated)
+        Default: ``"kafka_default"``.
     """
 
-    template_fields: Sequence[str] = ("topic", "dead_letter_topic", "partitions", "retention_ms")
+    template_fields: Sequence[str] = ("topic", "dead_letter_topic", "partitions", "retention_ms", "kafka_config_id")
     ui_color = "#e8f0ff"
 
     def __init__(

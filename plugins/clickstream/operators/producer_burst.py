@@ -57,6 +57,29 @@ class ProduceClickstreamBurstOperator(BaseOperator):
     a digest of exactly what was sent, including the traffic config that regenerates it; and the Kafka
     record-time range that holds the burst, for the reconciler. Counts are also
     emitted as Airflow StatsD metrics ``clickstream.producer.*``. Any undelivered record fails the task.
+
+    :param topic: The topic to send to. (templated) Default: ``"clickstream-events"``.
+    :param events: How many records to send; give exactly one of ``events`` and ``duration_s``. ``None``,
+        ``""`` or ``"None"`` leave it unset. (templated) Default: ``None``.
+    :param duration_s: How many seconds of traffic to send at ``rate`` (``duration_s * rate`` records); give
+        exactly one of ``events`` and ``duration_s``. (templated) Default: ``None``.
+    :param rate: Events per second to pace the burst at, starting now; ``None`` sends at full speed, back-dated
+        so that the newest event is now. Required with ``duration_s``. (templated) Default: ``None``.
+    :param seed: The seed the traffic is generated from: the same seed and arguments send the same records.
+        (templated) Default: ``42``.
+    :param bot_share: The share of records, from 0 to 1, that come from bots crawling the site uniformly.
+        (templated) Default: ``0.02``.
+    :param late_share: The share of records, from 0 to 1, whose event time lags their send time. (templated)
+        Default: ``0.0``.
+    :param malformed_share: The share of records, from 0 to 1, that are malformed, cycling through every
+        reject reason. (templated) Default: ``0.0``.
+    :param late_mean_delay_s: The mean lag, in seconds, of a late record's event time (exponentially
+        distributed). Default: ``20.0``.
+    :param late_max_delay_s: The largest lag, in seconds, of a late record's event time. Default: ``300.0``.
+    :param burst_events_per_second: The event-time density of a full-speed burst: its records are spread as
+        if sent at this rate, ending now. Default: ``1000.0``.
+    :param kafka_config_id: The Airflow Kafka connection to produce through. (templated)
+        Default: ``"kafka_default"``.
     """
 
     template_fields: Sequence[str] = (
@@ -68,6 +91,7 @@ class ProduceClickstreamBurstOperator(BaseOperator):
         "late_share",
         "malformed_share",
         "bot_share",
+        "kafka_config_id",
     )
     ui_color = "#fff3e0"
 

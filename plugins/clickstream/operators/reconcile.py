@@ -43,11 +43,35 @@ class ReconcileClickstreamOperator(SparkSubmitOperator):
     with the recount, which is idempotent. Without a range, the whole topic is recounted.
 
     The report travels through a local file, so the driver must run on the worker (local or client mode).
+
+    :param application: The path of ``include/spark/clickstream_batch.py`` as deployed next to the DAGs.
+        (templated) Required.
+    :param burst: The XCom of :class:`~clickstream.operators.producer_burst.ProduceClickstreamBurstOperator`,
+        whose ``kafka_time_range_ms`` is the range recounted when ``from_ms`` and ``to_ms`` are unset.
+        (templated) Default: ``None``.
+    :param from_ms: The first Kafka record time (epoch ms) to recount; overrides ``burst``. ``None``, ``""`` or
+        ``"None"`` leave it unset. (templated) Default: ``None``.
+    :param to_ms: Recount records before this Kafka record time (epoch ms); overrides ``burst``. (templated)
+        Default: ``None``.
+    :param repair: Whether cells Redis holds short are overwritten with the recount; a rendered ``"True"``
+        or ``"false"`` is read as a boolean. (templated) Default: ``True``.
+    :param topic: The topic to recount. (templated) Default: ``"clickstream-events"``.
+    :param kafka_config_id: The Airflow Kafka connection whose ``bootstrap.servers`` the job reads from.
+        (templated) Default: ``"kafka_default"``.
+    :param redis_conn_id: The Airflow Redis connection to compare with and repair; its URL reaches the job
+        through the environment, never the command line. (templated) Default: ``"redis_default"``.
+
+    Other keyword arguments go to :class:`SparkSubmitOperator`, e.g. ``conn_id`` (the Spark connection,
+    templated here; default ``"spark_default"``) and ``jars``. Here ``name`` defaults to
+    ``"clickstream-batch"``, ``conf`` to ``{"spark.ui.enabled": "false"}`` and ``driver_memory`` to ``"1g"``.
     """
 
     template_fields: Sequence[str] = (
         *SparkSubmitOperator.template_fields,
         *("burst", "from_ms", "to_ms", "repair", "topic"),
+        # SparkSubmitOperator keeps ``conn_id`` as ``_conn_id`` and does not template it; it is read only when
+        # execute() builds the hook, after rendering.
+        *("_conn_id", "kafka_config_id", "redis_conn_id"),
     )
 
     def __init__(

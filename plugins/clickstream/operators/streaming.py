@@ -50,6 +50,50 @@ class ClickstreamStreamingOperator(BaseOperator):
     Kafka and Redis come from ``kafka_config_id`` and ``redis_conn_id``; the Redis URL reaches the job
     through its environment, never its command line. The job sends its metrics to Airflow's StatsD
     server when Airflow's are on, and with ``metrics_port`` serves Spark's own for Prometheus.
+
+    :param application: The path of ``include/spark/clickstream_streaming.py`` as deployed next to the DAGs,
+        or a URL that spark-submit fetches. (templated) Required.
+    :param mode: ``"bounded"`` or ``"long_running"``, as above. (templated) Default: ``"bounded"``.
+    :param topic: The topic to count. (templated) Default: ``"clickstream-events"``.
+    :param dead_letter_topic: The topic invalid records go to, with their reason. (templated)
+        Default: ``"clickstream-events-dlq"``.
+    :param checkpoint_dir: Where Kafka offsets and the query's id survive restarts; keep it across runs, since
+        a new checkpoint reads from ``starting_offsets`` and counts again. ``None`` means
+        ``$AIRFLOW_HOME/clickstream/checkpoint``. (templated) Default: ``None``.
+    :param watermark: How late an event may be and still count, as Spark's ``withWatermark`` takes it.
+        (templated) Default: ``"2 minutes"``.
+    :param trigger_interval: The micro-batch interval, as Spark's processing-time trigger takes it (not used
+        in ``bounded`` mode). (templated) Default: ``"1 second"``.
+    :param starting_offsets: Where a new checkpoint starts reading: ``"earliest"``, ``"latest"`` or Spark's
+        per-partition JSON. Default: ``"earliest"``.
+    :param max_offsets_per_trigger: The most Kafka offsets one micro-batch reads; ``None``, ``""`` or
+        ``"None"`` means no limit. (templated) Default: ``None``.
+    :param retention_minutes: How long Redis keeps windows, in minutes of event time before the newest window;
+        ``0`` keeps them all. Default: ``10080`` (7 days).
+    :param max_restarts: How many times one task try restarts a job that died or stalled before it fails.
+        (templated) Default: ``3``.
+    :param stall_timeout_s: A job that reports no progress for this many seconds while alive has stalled and
+        is restarted. (templated) Default: ``180.0``.
+    :param startup_timeout_s: A query not started this many seconds after launch has stalled.
+        Default: ``300.0``.
+    :param poll_interval_s: How often, in seconds, the trigger looks at the job. Default: ``2.0``.
+    :param stop_grace_s: How long, in seconds, a requested stop waits for the running batch before the job is
+        killed (at most 30 for a stalled job). Default: ``90.0``.
+    :param conn_id: The Airflow Spark connection that ``spark-submit`` is built from. (templated)
+        Default: ``"spark_default"``.
+    :param kafka_config_id: The Airflow Kafka connection whose ``bootstrap.servers`` the job reads from.
+        (templated) Default: ``"kafka_default"``.
+    :param redis_conn_id: The Airflow Redis connection the job writes counts and progress to. (templated)
+        Default: ``"redis_default"``.
+    :param jars: Comma-separated jars for the driver and executors, such as the Spark Kafka connector's.
+        (templated) Default: ``None``.
+    :param conf: Spark configuration properties, added to ``{"spark.ui.enabled": "false"}``. (templated)
+        Default: ``None``.
+    :param driver_memory: The driver's memory, as spark-submit takes it. Default: ``"1g"``.
+    :param log_dir: Where each launch's output is written, under ``<dag_id>/<run_id>/``. ``None`` means
+        ``clickstream-spark`` in Airflow's ``[logging] base_log_folder``. Default: ``None``.
+    :param metrics_port: The port the job serves the Spark UI on, with Prometheus metrics at
+        ``/metrics/prometheus``; ``None``, ``""`` or ``"None"`` serves none. (templated) Default: ``None``.
     """
 
     template_fields: Sequence[str] = (
@@ -66,6 +110,9 @@ class ClickstreamStreamingOperator(BaseOperator):
         "jars",
         "conf",
         "metrics_port",
+        "conn_id",
+        "kafka_config_id",
+        "redis_conn_id",
     )
     ui_color = "#e8f5e9"
 

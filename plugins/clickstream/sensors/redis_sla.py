@@ -20,17 +20,26 @@ from clickstream.triggers.redis_sla import RedisSlaTrigger
 class ClickstreamRedisSlaSensor(BaseSensorOperator):
     """Wait until Redis holds a burst's counts within the freshness SLA; see :func:`clickstream.sla.check_burst`.
 
-    :param burst: the XCom of :class:`~clickstream.operators.producer_burst.ProduceClickstreamBurstOperator`
-    :param report: the reconciler's report (XCom of ``ReconcileClickstreamOperator``), if it ran: events it
-        found missing and did not repair are allowed to be missing
-    :param freshness_s: the newest window may be at most this old
-    :param exact_totals: also fail when a page holds more than was sent (only when nothing else writes the topic)
-    :param deferrable: wait in the triggerer (the default) rather than poking from a worker slot
-
     On timeout the task fails with every stale or wrong page and window in its message.
+
+    :param burst: The XCom of :class:`~clickstream.operators.producer_burst.ProduceClickstreamBurstOperator`
+        (a dict with ``ground_truth``). (templated) Required.
+    :param report: The reconciler's report (XCom of ``ReconcileClickstreamOperator``), if it ran: events it
+        found missing and did not repair are allowed to be missing. (templated) Default: ``None``.
+    :param freshness_s: How old, in seconds, the newest window may be. (templated) Default: ``300.0``.
+    :param exact_totals: Whether to also fail when a page holds more than was sent (only when nothing else
+        writes the topic); a rendered ``"True"`` or ``"false"`` is read as a boolean. (templated)
+        Default: ``False``.
+    :param redis_conn_id: The Airflow Redis connection to read the counts from. (templated)
+        Default: ``"redis_default"``.
+    :param deferrable: Whether to wait in the triggerer rather than poking from a worker slot.
+        Default: ``True``.
+
+    Here ``poke_interval`` defaults to ``5.0`` seconds and ``timeout`` to ``120.0``; other keyword arguments
+    go to :class:`~airflow.sdk.BaseSensorOperator`.
     """
 
-    template_fields: Sequence[str] = ("burst", "report", "freshness_s", "exact_totals")
+    template_fields: Sequence[str] = ("burst", "report", "freshness_s", "exact_totals", "redis_conn_id")
     ui_color = "#fce4ec"
 
     def __init__(

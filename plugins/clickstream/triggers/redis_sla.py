@@ -27,6 +27,15 @@ class RedisSlaTrigger(BaseTrigger):
 
     Both events carry the last :class:`~clickstream.sla.SlaResult`, whose problems name the stale or
     wrong pages and windows.
+
+    :param truth: The burst's ground-truth digest (``ground_truth`` of the producer's XCom). Required.
+    :param report: The reconciler's report, whose unrepaired missing events may be missing from Redis;
+        ``None`` when it did not run. Required.
+    :param freshness_s: How old, in seconds, the newest window may be. Required.
+    :param exact: Whether a page holding more than was sent fails the SLA. Required.
+    :param deadline_ms: When (epoch ms) to stop waiting and fire ``{"status": "failed"}``. Required.
+    :param redis_conn_id: The Airflow Redis connection to read the counts from. Default: ``"redis_default"``.
+    :param poll_interval_s: How often, in seconds, to read Redis. Default: ``5.0``.
     """
 
     def __init__(

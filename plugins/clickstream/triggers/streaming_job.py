@@ -93,12 +93,14 @@ def assess(
 class StreamingJobTrigger(BaseTrigger):
     """Fires one event when the streaming job needs attention; see :func:`assess` for the rules.
 
-    :param job: the job's :class:`SparkJobHandle`, as a dict
-    :param redis_conn_id: where the job reports its progress
-    :param queries: the job's query names
-    :param stall_timeout_s: no progress for this long, while alive, is a stall
-    :param startup_timeout_s: a query not started this long after launch is a stall
-    :param poll_interval_s: how often to look
+    :param job: The job's :class:`SparkJobHandle`, as a dict. Required.
+    :param redis_conn_id: The Airflow Redis connection where the job reports its progress.
+        Default: ``"redis_default"``.
+    :param queries: The job's query names. Default: ``("clickstream_counts",)``.
+    :param stall_timeout_s: No progress for this many seconds, while alive, is a stall; Redis unreachable for
+        as long is one too. Default: ``180.0``.
+    :param startup_timeout_s: A query not started this many seconds after launch is a stall. Default: ``300.0``.
+    :param poll_interval_s: How often, in seconds, to look. Default: ``2.0``.
     """
 
     def __init__(
