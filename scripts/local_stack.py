@@ -678,19 +678,12 @@ def stop_spark_jobs() -> int:
 
     Each gets SIGTERM, so its running batch commits, while Kafka and Redis are still up.
     """
-    import psutil
-    from clickstream.hooks.spark_streaming import SparkJobHandle, stop_job
+    from clickstream.spark_job import SparkJobHandle
 
-    apps = str(HOME / "include" / "spark")
-    jobs = []
-    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
-        cmdline = proc.info["cmdline"] or []
-        if any("SparkSubmit" in part for part in cmdline) and any(part.startswith(apps) for part in cmdline):
-            app = next(part for part in cmdline if part.startswith(apps))
-            jobs.append(SparkJobHandle(proc.info["pid"], proc.info["create_time"], "", 0, app))
+    jobs = SparkJobHandle.running_from(HOME / "include" / "spark")
     for job in jobs:
         print(f"[down] stopping Spark job {Path(job.application).name} (pid {job.pid})")
-        stop_job(job, grace_s=60)
+        job.stop(grace_s=60)
     return len(jobs)
 
 

@@ -33,7 +33,7 @@ def get_provider_info() -> dict[str, Any]:
                     "clickstream.hooks.kafka_topics",
                     "clickstream.hooks.producer",
                     "clickstream.hooks.redis",
-                    "clickstream.hooks.spark_streaming",
+                    "clickstream.hooks.spark_submit",
                 ],
             }
         ],

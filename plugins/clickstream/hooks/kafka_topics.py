@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
-from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
@@ -51,11 +50,22 @@ class TopicSpec:
 
 
 class KafkaTopicsHook(KafkaAdminClientHook):
-    """The official admin hook, plus comparing existing topics with a :class:`TopicSpec`."""
+    """The official admin hook, plus comparing existing topics with a :class:`TopicSpec`, and the cluster's
+    address for clients that are not built from the connection (a Spark job's Kafka source)."""
 
     def __init__(self, kafka_config_id: str = KafkaAdminClientHook.default_conn_name, timeout_s: float = 30) -> None:
         super().__init__(kafka_config_id=kafka_config_id)
         self.timeout_s = timeout_s
+
+    def bootstrap_servers(self) -> str:
+        """``bootstrap.servers`` of the connection, or an error that says where to set it."""
+        servers = self.get_connection(self.kafka_config_id).extra_dejson.get("bootstrap.servers")
+        if not servers:
+            raise AirflowFailException(
+                f"Kafka connection {self.kafka_config_id!r} has no 'bootstrap.servers' in its extra: "
+                'set it, e.g. {"bootstrap.servers": "broker:9092"}'
+            )
+        return str(servers)
 
     def _get_client(self, config: dict[str, Any]) -> AdminClient:
         # librdkafka's own log lines go to the task log instead of raw stderr.
@@ -160,14 +170,3 @@ class KafkaTopicsHook(KafkaAdminClientHook):
                         raise
                     outcome[name] = "unchanged"  # created concurrently; the next run compares it
         return {name: outcome[name] for name in names}
-
-
-def kafka_bootstrap_servers(kafka_config_id: str) -> str:
-    """``bootstrap.servers`` of an Airflow Kafka connection, or an error that says where to set it."""
-    servers = BaseHook.get_connection(kafka_config_id).extra_dejson.get("bootstrap.servers")
-    if not servers:
-        raise AirflowFailException(
-            f"Kafka connection {kafka_config_id!r} has no 'bootstrap.servers' in its extra: "
-            'set it, e.g. {"bootstrap.servers": "broker:9092"}'
-        )
-    return str(servers)

@@ -11,7 +11,7 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from clickstream.hooks.kafka_topics import kafka_bootstrap_servers
+from clickstream.hooks.kafka_topics import KafkaTopicsHook
 from clickstream.hooks.redis import ClickstreamRedisHook
 from clickstream.operators._templated import flag, optional
 from clickstream.schema import TOPIC
@@ -109,7 +109,7 @@ class ReconcileClickstreamOperator(SparkSubmitOperator):
         with tempfile.TemporaryDirectory(prefix="clickstream-report-") as tmp:
             report_path = Path(tmp) / "report.json"
             args = [
-                "--bootstrap-servers", kafka_bootstrap_servers(self.kafka_config_id),
+                "--bootstrap-servers", KafkaTopicsHook(self.kafka_config_id).bootstrap_servers(),
                 "--topic", self.topic,
                 "--report-file", str(report_path),
             ]  # fmt: skip

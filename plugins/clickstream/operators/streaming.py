@@ -12,13 +12,14 @@ from airflow.sdk import conf as airflow_conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.sdk.observability.stats import Stats
 
-from clickstream.hooks.kafka_topics import kafka_bootstrap_servers
+from clickstream.hooks.kafka_topics import KafkaTopicsHook
 from clickstream.hooks.redis import ClickstreamRedisHook
-from clickstream.hooks.spark_streaming import DetachedSparkSubmitHook, SparkJobHandle, kill_job, log_tail, stop_job
+from clickstream.hooks.spark_submit import DetachedSparkSubmitHook
 from clickstream.operators._templated import optional
 from clickstream.redis_layout import CONTROL_KEY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from clickstream.spark.checkpoint import COUNTS_CHECKPOINT, stuck_batch
+from clickstream.spark_job import SparkJobHandle
 from clickstream.triggers.streaming_job import DIED, FAILED, FINISHED, STALLED, STOP_REQUESTED, StreamingJobTrigger
 
 BOUNDED, LONG_RUNNING = "bounded", "long_running"
@@ -179,7 +180,7 @@ class ClickstreamStreamingOperator(BaseOperator):
 
     def application_args(self) -> list[str]:
         args = [
-            "--bootstrap-servers", kafka_bootstrap_servers(self.kafka_config_id),
+            "--bootstrap-servers", KafkaTopicsHook(self.kafka_config_id).bootstrap_servers(),
             "--topic", self.topic,
             "--dead-letter-topic", self.dead_letter_topic,
             "--checkpoint-dir", self._checkpoint(),
@@ -265,19 +266,19 @@ class ClickstreamStreamingOperator(BaseOperator):
         if status == FINISHED and self.mode == BOUNDED:
             return summary
         if status == STOP_REQUESTED:
-            stopped = stop_job(handle, self.stop_grace_s)
+            stopped = handle.stop(self.stop_grace_s)
             ClickstreamRedisHook(redis_conn_id=self.redis_conn_id).get_conn().delete(CONTROL_KEY)
             if not stopped:
                 self.log.warning("The job did not stop within %ss and was killed", self.stop_grace_s)
             return {**summary, "stopped_cleanly": stopped}
         if status == STALLED:
-            stop_job(handle, grace_s=min(self.stop_grace_s, 30.0))  # a stalled job may not finish its batch
+            handle.stop(grace_s=min(self.stop_grace_s, 30.0))  # a stalled job may not finish its batch
         elif status not in (DIED, FAILED, FINISHED):
             raise AirflowException(f"unexpected event from the streaming trigger: {event}")
         else:
-            kill_job(handle)  # the driver may linger after its JVM died
+            handle.kill()  # the driver may linger after its JVM died
         why = (
-            event.get("error") or f"{event.get('reason')}; the end of its log ({handle.log_path}):\n{log_tail(handle)}"
+            event.get("error") or f"{event.get('reason')}; the end of its log ({handle.log_path}):\n{handle.log_tail()}"
         )
         stuck = stuck_batch(os.path.join(self._checkpoint(), COUNTS_CHECKPOINT))
         failed_batches = [*(failed_batches or []), *([stuck.batch_id] if stuck else [])]

@@ -2,7 +2,7 @@
 
 The job reports each query's progress to Redis (``clickstream:progress:<query>``, written by
 :class:`clickstream.spark.sinks.RedisProgressListener`); its process is found from its
-:class:`~clickstream.hooks.spark_streaming.SparkJobHandle`. The trigger polls both and fires once,
+:class:`~clickstream.spark_job.SparkJobHandle`. The trigger polls both and fires once,
 when the job finished, failed, died, stalled, or was asked to stop. What to do then (restart from
 the checkpoint, stop it, fail) is the operator's decision, not the trigger's.
 """
@@ -20,8 +20,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from clickstream.hooks.redis import ClickstreamRedisHook
-from clickstream.hooks.spark_streaming import JobProcess, SparkJobHandle, job_process
 from clickstream.redis_layout import CONTROL_KEY, STREAMING_QUERIES, progress_key
+from clickstream.spark_job import JobProcess, SparkJobHandle
 
 # The states a trigger event reports, in the ``status`` field.
 FINISHED, FAILED, DIED, STALLED, STOP_REQUESTED = "finished", "failed", "died", "stalled", "stop_requested"
@@ -141,7 +141,7 @@ class StreamingJobTrigger(BaseTrigger):
         try:
             while True:
                 # /proc reads and the zombie reap are quick, but they are still system calls: keep them off the loop.
-                process = await asyncio.to_thread(job_process, handle)
+                process = await asyncio.to_thread(handle.process)
                 try:
                     progress, control = await self._observe(client)
                 except (RedisConnectionError, RedisTimeoutError) as exc:

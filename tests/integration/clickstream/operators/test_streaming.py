@@ -17,9 +17,9 @@ import spark_jobs
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from airflow.sdk.execution_time.context import VariableAccessor
 from clickstream import redis_layout
-from clickstream.hooks.spark_streaming import SparkJobHandle, job_process, kill_job
 from clickstream.notifications.task_failure import task_failure_email
 from clickstream.operators.streaming import ClickstreamStreamingOperator
+from clickstream.spark_job import SparkJobHandle
 from clickstream.traffic import TrafficConfig, ground_truth
 from mail_sink import mail_sink, wait_for_mail
 
@@ -49,7 +49,7 @@ def wait_for_batch(redis_client, handle: SparkJobHandle, batch_id: int, timeout:
         progress = {k.decode(): v.decode() for k, v in redis_client.hgetall(key).items()}
         if int(progress.get("started_ms", 0)) >= handle.launched_ms and int(progress.get("batch_id", -1)) >= batch_id:
             return
-        assert job_process(handle).alive, Path(handle.log_path).read_text()[-3000:]
+        assert handle.process().alive, Path(handle.log_path).read_text()[-3000:]
         time.sleep(0.2)
     raise AssertionError(f"no batch {batch_id} within {timeout}s")
 
@@ -68,7 +68,7 @@ def operators(airflow_env):
     make.handles = handles  # type: ignore[attr-defined]
     yield make
     for handle in handles:
-        kill_job(handle)
+        handle.kill()
 
 
 def test_a_killed_and_a_stalled_job_are_restarted_from_the_checkpoint_and_count_exactly_once(
@@ -115,7 +115,7 @@ def test_a_killed_and_a_stalled_job_are_restarted_from_the_checkpoint_and_count_
 
     with pytest.raises(TaskDeferred) as third:
         op.execute_complete(context, stalled, **second.value.kwargs)
-    assert not job_process(job).alive  # the stalled job was stopped before its replacement started
+    assert not job.process().alive  # the stalled job was stopped before its replacement started
     job = handle_of(third.value)
     operators.handles.append(job)
     finished = first_event(third.value)

@@ -11,7 +11,7 @@ import time
 import local_stack
 import psutil
 import pytest
-from clickstream.hooks.spark_streaming import SparkJobHandle
+from clickstream.spark_job import SparkJobHandle
 from clickstream.triggers.streaming_job import DIED, STALLED, StreamingJobTrigger
 
 pytestmark = pytest.mark.integration

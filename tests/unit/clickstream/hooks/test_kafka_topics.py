@@ -44,3 +44,17 @@ def test_fewer_partitions_than_the_topic_has_cannot_be_fixed_by_kafka():
 def test_invalid_specs_are_refused(bad):
     with pytest.raises(ValueError):
         TopicSpec(**bad)
+
+
+def test_bootstrap_servers_come_from_the_connection_extra(monkeypatch):
+    extra = '{"bootstrap.servers": "broker-1:9092,broker-2:9092"}'
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_EVENTS", f'{{"conn_type": "kafka", "extra": {extra}}}')
+    assert KafkaTopicsHook("kafka_events").bootstrap_servers() == "broker-1:9092,broker-2:9092"
+
+
+def test_a_connection_without_bootstrap_servers_says_where_to_set_them(monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_EMPTY", '{"conn_type": "kafka", "extra": {"group.id": "g"}}')
+    with pytest.raises(AirflowFailException, match=r"Kafka connection 'kafka_empty' has no 'bootstrap\.servers'"):
+        KafkaTopicsHook("kafka_empty").bootstrap_servers()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from clickstream.hooks.spark_streaming import JobProcess
+from clickstream.spark_job import JobProcess
 from clickstream.triggers.streaming_job import (
     DIED,
     FAILED,
