@@ -125,19 +125,24 @@ end
 )
 
 # One streaming micro-batch, applied at most once: the commit hash (ARGV[1]) remembers the last batch id
-# applied and the watermark after it, and a batch id at or below it changes nothing.
-# ARGV: commit_key, batch_id, watermark_ms, top_n, retention_ms, cell count,
+# applied and the watermark after it, and a batch id at or below it changes nothing. A batch also applies
+# only on top of the commit its caller saw (ARGV[6]: that batch id, '' for none, '*' for any): Redis may
+# have come back older between the caller's read and this write, and then nothing is written.
+# ARGV: commit_key, batch_id, watermark_ms, top_n, retention_ms, expected last batch id, cell count,
 #       then (page, label, window_start_ms, views) per cell, then (label, window_start_ms, users as a dense
-#       HyperLogLog) per window, merged into the window's with PFMERGE. Returns {1 if applied else 0, windows removed}.
+#       HyperLogLog) per window, merged into the window's with PFMERGE.
+# Returns {1, windows removed} when applied, {0, 0} when already applied, {-1, last batch id or -1} when the
+# commit is not the one expected.
 APPLY_BATCH_LUA = """
 local commit_key, batch_id = ARGV[1], tonumber(ARGV[2])
 local last = redis.call('HGET', commit_key, 'batch_id')
 if last and tonumber(last) >= batch_id then return {0, 0} end
+if ARGV[6] ~= '*' and (last or '') ~= ARGV[6] then return {-1, last and tonumber(last) or -1} end
 local top_n = tonumber(ARGV[4])
 local retention = tonumber(ARGV[5])
 local touched = {}
-local i = 7
-for _ = 1, tonumber(ARGV[6]) do
+local i = 8
+for _ = 1, tonumber(ARGV[7]) do
   local page, label, start = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local count = redis.call('HINCRBY', 'click_count:' .. page, label, ARGV[i + 3])
   redis.call('SADD', 'clickstream:pages', page)
@@ -191,6 +196,17 @@ def read_commit(client: Any, key: str) -> Commit:
     return Commit(None if raw[0] is None else int(raw[0]), int(raw[1] or 0))
 
 
+class CommitMoved(RuntimeError):
+    """The commit hash no longer holds the batch id its writer read: Redis came back older (or newer)."""
+
+    def __init__(self, key: str, expected: int | None, found: int | None) -> None:
+        super().__init__(f"{key} holds batch {found}, not the {expected} read before writing")
+        self.expected, self.found = expected, found
+
+
+ANY_COMMIT = object()  # apply_batch's ``after``: apply whatever the commit holds (below the batch id)
+
+
 def apply_batch(
     client: Any,
     key: str,
@@ -199,6 +215,7 @@ def apply_batch(
     views: Iterable[tuple[str, int, int]],
     users_by_window: dict[int, bytes],
     retention_ms: int | None = None,
+    after: int | object | None = ANY_COMMIT,
 ) -> tuple[bool, int]:
     """Add one micro-batch's ``(page, window_start_ms, views)`` and users, at most once per ``batch_id``.
 
@@ -207,15 +224,23 @@ def apply_batch(
     window's users (a HyperLogLog in Redis's dense encoding, as the Spark tally builds it) merge into the
     window's, and the batch id and the watermark after it are recorded with them. Returns (applied,
     windows expired).
+
+    With ``after`` (the batch id the caller read from the commit, None for none), the batch applies only on
+    top of that commit, checked in the same script: if Redis came back from an older copy since the read,
+    :class:`CommitMoved` is raised and nothing is written, so the caller can recount what Redis lost first.
     """
     cells: list[Any] = []
     for page, start_ms, n in views:
         cells += [page, window_label(start_ms), start_ms, n]
-    argv: list[Any] = [key, batch_id, watermark_ms, TOP_PAGES, retention_ms or 0, len(cells) // 4, *cells]
+    expected = "*" if after is ANY_COMMIT else "" if after is None else str(after)
+    argv: list[Any] = [key, batch_id, watermark_ms, TOP_PAGES, retention_ms or 0, expected, len(cells) // 4, *cells]
     for start_ms, users in users_by_window.items():
         argv += [window_label(start_ms), start_ms, users]
-    applied, expired = client.eval(APPLY_BATCH_LUA, 0, *argv)
-    return bool(applied), int(expired)
+    applied, detail = client.eval(APPLY_BATCH_LUA, 0, *argv)
+    if int(applied) == -1:
+        read = None if after is None else int(after)  # type: ignore[call-overload]
+        raise CommitMoved(key, read, None if int(detail) < 0 else int(detail))
+    return bool(applied), int(detail)
 
 
 def read_window(client: Any, label: str) -> dict[str, Any]:

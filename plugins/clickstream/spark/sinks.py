@@ -21,7 +21,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
 
-from clickstream.redis_layout import COUNTS_QUERY, Commit, apply_batch, commit_key, progress_key, read_commit
+from clickstream.redis_layout import (
+    COUNTS_QUERY,
+    Commit,
+    CommitMoved,
+    apply_batch,
+    commit_key,
+    progress_key,
+    read_commit,
+)
 from clickstream.schema import WINDOW_MS, RejectReason, window_label, window_start_ms
 from clickstream.spark.checkpoint import KAFKA_INITIAL_OFFSETS, Offsets, parse_offsets
 from clickstream.spark.isolation import (
@@ -39,6 +47,8 @@ log = logging.getLogger(__name__)
 
 # Spark's errors as PySpark raises them: a task's failure reaches the driver as one of these.
 _SPARK_ERRORS = (Py4JJavaError, CapturedException)
+# How many times a batch looks again when Redis's commit changed between its read and its write.
+MAX_COMMIT_MOVES = 3
 
 
 class _RedisSink:
@@ -115,9 +125,7 @@ class PageViewsSink(_RedisSink):
         if commit.batch_id is not None and batch_id <= commit.batch_id:
             log.info("batch %d: already applied to Redis (replayed after a restart); skipped", batch_id)
             return
-        first_missing = 0 if commit.batch_id is None else commit.batch_id + 1
-        if first_missing < batch_id:
-            commit = self._recount_lost_batches(raw.sparkSession, first_missing, batch_id - 1, commit, key)
+        commit = self._fill_gap(raw.sparkSession, commit, batch_id, key)
         records = compact(self.prepare(raw))
         # Caching the batch costs about half again its parsing, so it is done only when the previous batch
         # had dead letters: sending them is a second pass, which then reads the cache, not Kafka again.
@@ -138,7 +146,30 @@ class PageViewsSink(_RedisSink):
         finally:
             if cached:
                 records.unpersist()
-        self._commit(figures, batch_id, key)
+        for _ in range(MAX_COMMIT_MOVES):
+            try:
+                self._commit(figures, batch_id, key, after=commit.batch_id)
+                return
+            except CommitMoved as moved:
+                # Redis came back from an older copy between the read above and this write: what it lost is
+                # recounted first, then this batch applies on top (its lateness judged by the restored watermark).
+                log.warning("batch %d: %s; looking again before applying it", batch_id, moved)
+                commit = read_commit(self.client, key)
+                if commit.batch_id is not None and batch_id <= commit.batch_id:
+                    log.info("batch %d: already applied to Redis; skipped", batch_id)
+                    return
+                commit = self._fill_gap(raw.sparkSession, commit, batch_id, key)
+                figures = BatchFigures.of(summary, commit.watermark_ms)
+        raise BatchFailed(
+            f"batch {batch_id}: Redis's commit {key} changed under every one of {MAX_COMMIT_MOVES} writes"
+        )
+
+    def _fill_gap(self, spark: SparkSession, commit: Commit, batch_id: int, key: str) -> Commit:
+        """The commit after recounting the batches before ``batch_id`` that Redis lacks, if any."""
+        first_missing = 0 if commit.batch_id is None else commit.batch_id + 1
+        if first_missing < batch_id:
+            return self._recount_lost_batches(spark, first_missing, batch_id - 1, commit, key)
+        return commit
 
     def _recount_lost_batches(self, spark: SparkSession, first: int, last: int, commit: Commit, key: str) -> Commit:
         """Redis lacks batches ``first``..``last`` that Spark's checkpoint committed: recount them from Kafka.
@@ -175,7 +206,7 @@ class PageViewsSink(_RedisSink):
             .load()
         )  # fmt: skip
         figures = BatchFigures.of(batch_summary(compact(self.prepare(raw))), commit.watermark_ms)
-        self._commit(figures, last, key)
+        self._commit(figures, last, key, after=commit.batch_id)  # CommitMoved: fails the batch, replayed later
         self.metrics.incr(self.query_name, "recounted_batches", last - first + 1)
         return read_commit(self.client, key)
 
@@ -253,8 +284,9 @@ class PageViewsSink(_RedisSink):
             .save()
         )
 
-    def _commit(self, figures: BatchFigures, batch_id: int, key: str) -> None:
-        """One atomic Redis script: the views and users, the batch id and the watermark after this batch."""
+    def _commit(self, figures: BatchFigures, batch_id: int, key: str, after: int | None) -> None:
+        """One atomic Redis script: the views and users, the batch id and the watermark after this batch,
+        written only on top of the commit ``after`` (else :class:`~clickstream.redis_layout.CommitMoved`)."""
         self._expect_dead = figures.dead > 0
         watermark_ms = figures.watermark_ms
         if figures.newest_ms is not None:
@@ -262,7 +294,7 @@ class PageViewsSink(_RedisSink):
         views = [(page, start, n) for (page, start), n in figures.views.items()]
         with self.metrics.timed(self.query_name, "redis_write"):
             applied, expired = apply_batch(
-                self.client, key, batch_id, watermark_ms, views, figures.users, self.retention_ms
+                self.client, key, batch_id, watermark_ms, views, figures.users, self.retention_ms, after=after
             )
         self._report_event_time(watermark_ms, figures.newest_ms)
         self.metrics.incr(self.query_name, "dead_letters", figures.dead)

@@ -69,3 +69,25 @@ def test_windows_past_retention_are_removed_with_the_batch_that_passes_them(redi
     assert (applied, expired) == (True, 1)
     assert counts(redis_client, "/home") == {("/home", window_label(W1 + 60_000)): 1}
     assert not redis_client.exists(redis_layout.window_users_key(window_label(W0)))
+
+
+def test_a_batch_applies_only_on_top_of_the_commit_its_writer_read(redis_client):
+    redis_layout.apply_batch(redis_client, KEY, 0, 0, [("/home", W0, 1)], {}, after=None)
+    redis_layout.apply_batch(redis_client, KEY, 1, 0, [("/home", W0, 2)], {}, after=0)
+    before = {k: redis_client.dump(k) for k in redis_client.keys("*")}
+    # Redis came back older than the writer's read (it read batch 1; Redis now says 0): nothing is written.
+    redis_client.hset(KEY, "batch_id", 0)
+    with pytest.raises(redis_layout.CommitMoved, match="holds batch 0, not the 1 read before writing") as moved:
+        redis_layout.apply_batch(redis_client, KEY, 2, 0, [("/home", W0, 4)], {}, after=1)
+    assert (moved.value.expected, moved.value.found) == (1, 0)
+    assert counts(redis_client, "/home") == {("/home", window_label(W0)): 3}
+    redis_client.hset(KEY, "batch_id", 1)
+    assert {k: redis_client.dump(k) for k in redis_client.keys("*")} == before
+    # And a commit that vanished altogether is not the one read either.
+    redis_client.delete(KEY)
+    with pytest.raises(redis_layout.CommitMoved) as gone:
+        redis_layout.apply_batch(redis_client, KEY, 2, 0, [("/home", W0, 4)], {}, after=1)
+    assert gone.value.found is None
+    # A replay is still recognised first: at or below the commit, nothing happens and nothing is raised.
+    redis_layout.apply_batch(redis_client, KEY, 5, 0, [], {}, after=None)
+    assert redis_layout.apply_batch(redis_client, KEY, 5, 0, [("/home", W0, 9)], {}, after=4) == (False, 0)
