@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 
 DASHBOARD = REPO / "include/monitoring/grafana/dashboards/clickstream.json"
 SLA_VARIABLE = "clickstream_pipeline_sla_seconds"
+DEMO_EVENTS = 5000  # clickstream_pipeline's default burst, which `make demo` sends
 
 
 def airflow(env: dict[str, str], *args: str) -> str:
@@ -108,8 +109,31 @@ def test_pipeline_sla_emails_and_dashboard_queries_on_the_local_stack():
         body = emails[0].get_body(preferencelist=("html", "plain")).get_content()
         assert f"http://127.0.0.1:{ports['airflow']}/dags/clickstream_pipeline/runs/" in body
 
+        # Every scrape target is up, and Prometheus has the producer's figures for both runs: every event
+        # sent was delivered.
+        expected = 2 * DEMO_EVENTS
+        figures: dict[str, float] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            figures = {
+                name: sum(float(s["value"][1]) for s in prometheus_query(ports["prometheus"], f"{name}_total"))
+                for name in ("clickstream_producer_events_sent", "clickstream_producer_events_delivered")
+            }
+            if set(figures.values()) == {expected}:
+                break
+            time.sleep(1)
+        assert figures == dict.fromkeys(figures, expected), figures
+        # The Spark driver serves metrics only while a streaming job runs (the runs' jobs have ended): it must
+        # have been up while they ran. Every other target must be up now.
+        query = 'up{job!="spark"} or max_over_time(up{job="spark"}[15m])'
+        targets = {s["metric"]["job"] + "/" + s["metric"]["instance"]: s["value"][1]
+                   for s in prometheus_query(ports["prometheus"], query)}  # fmt: skip
+        print("scrape targets:", targets)
+        jobs = {name.split("/")[0] for name in targets}
+        assert jobs == {"prometheus", "statsd-exporter", "redis", "kafka", "spark", "alertmanager"}, targets
+        assert all(value == "1" for value in targets.values()), targets
+
         # Every panel's query returns data from the real Prometheus.
-        time.sleep(6)  # a few scrapes after the last run
         empty = []
         for panel in json.loads(DASHBOARD.read_text())["panels"]:
             for target in panel["targets"]:
@@ -118,7 +142,7 @@ def test_pipeline_sla_emails_and_dashboard_queries_on_the_local_stack():
                 if not result:
                     empty.append(f"{panel['title']}: {target['expr']}")
         assert not empty, empty
-        # The seed's own example query answers.
+        # The documented success-rate query answers.
         seed = "rate(airflow_dag_run_total[1h]) - rate(airflow_dag_run_failed_total[1h])"
         assert prometheus_query(ports["prometheus"], seed)
     finally:
