@@ -70,3 +70,21 @@ def all_counts(client) -> Counter:
         for label, n in client.hgetall(key).items():
             cells[(page, label.decode())] += int(n)
     return cells
+
+
+def foreach_batch_query(
+    spark, bootstrap_servers: str, topic: str, sink, checkpoint: Path, max_offsets: int | None = None, name=None
+):
+    """A streaming query over all of ``topic`` (``availableNow``) that hands each micro-batch to ``sink``."""
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+    )
+    if max_offsets is not None:
+        reader = reader.option("maxOffsetsPerTrigger", max_offsets)
+    writer = reader.load().writeStream.foreachBatch(sink).option("checkpointLocation", str(checkpoint))
+    if name is not None:
+        writer = writer.queryName(name)
+    return writer.trigger(availableNow=True).start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from spark_jobs import foreach_batch_query
 
 pytestmark = pytest.mark.integration
 
@@ -26,17 +27,8 @@ def test_streaming_query_total_equals_produced(kafka_broker, topic_factory, spar
         # Keyed by batch id: a replayed batch overwrites its own field instead of adding again.
         redis.Redis(host="127.0.0.1", port=port).hset(totals_key, str(batch_id), batch_df.count())
 
-    query = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", kafka_broker.bootstrap_servers)
-        .option("subscribe", topic)
-        .option("startingOffsets", "earliest")
-        .option("maxOffsetsPerTrigger", 1000)
-        .load()
-        .writeStream.foreachBatch(write_batch_total)
-        .option("checkpointLocation", str(tmp_path / "checkpoint"))
-        .trigger(availableNow=True)
-        .start()
+    query = foreach_batch_query(
+        spark, kafka_broker.bootstrap_servers, topic, write_batch_total, tmp_path / "checkpoint", max_offsets=1000
     )
     assert query.awaitTermination(180), "the streaming query did not finish"
     assert query.exception() is None

@@ -20,7 +20,7 @@ from clickstream.traffic import TrafficConfig, ground_truth
 from confluent_kafka import Producer
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
-from spark_jobs import produce, redis_counts
+from spark_jobs import foreach_batch_query, produce, redis_counts
 
 pytestmark = pytest.mark.integration
 
@@ -60,17 +60,8 @@ def test_a_record_that_fails_inside_spark_is_dead_lettered_and_the_rest_counts_o
         retention_ms=None,
         prepare=prepare,
     )
-    query = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", kafka_broker.bootstrap_servers)
-        .option("subscribe", topic)
-        .option("startingOffsets", "earliest")
-        .load()
-        .writeStream.foreachBatch(sink)
-        .option("checkpointLocation", str(tmp_path / "checkpoint"))
-        .queryName(COUNTS_QUERY)
-        .trigger(availableNow=True)
-        .start()
+    query = foreach_batch_query(
+        spark, kafka_broker.bootstrap_servers, topic, sink, tmp_path / "checkpoint", name=COUNTS_QUERY
     )
     started = time.monotonic()
     query.awaitTermination(300)

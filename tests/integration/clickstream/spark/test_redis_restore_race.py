@@ -18,7 +18,7 @@ from clickstream.redis_layout import COUNTS_QUERY
 from clickstream.spark.sinks import PageViewsSink
 from clickstream.spark.transforms import parse_events
 from clickstream.traffic import TrafficConfig, ground_truth
-from spark_jobs import produce, redis_counts
+from spark_jobs import foreach_batch_query, produce, redis_counts
 
 pytestmark = pytest.mark.integration
 
@@ -54,18 +54,8 @@ def test_a_restore_between_the_commit_read_and_the_write_is_recounted_not_lost(
         prepare=prepare,
         query_checkpoint=str(checkpoint),
     )
-    query = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", kafka_broker.bootstrap_servers)
-        .option("subscribe", topic)
-        .option("startingOffsets", "earliest")
-        .option("maxOffsetsPerTrigger", 500)
-        .load()
-        .writeStream.foreachBatch(sink)
-        .option("checkpointLocation", str(checkpoint))
-        .queryName(COUNTS_QUERY)
-        .trigger(availableNow=True)
-        .start()
+    query = foreach_batch_query(
+        spark, kafka_broker.bootstrap_servers, topic, sink, checkpoint, max_offsets=500, name=COUNTS_QUERY
     )
     with caplog.at_level(logging.INFO, logger="clickstream.spark.sinks"):
         query.awaitTermination(300)
