@@ -21,6 +21,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -97,12 +98,25 @@ class Producer:
                 "--seed",
                 str(seed),
                 "--json",
+                "--progress",  # a line on stderr every 5 s: tells the test the producer is past its broker check
             ],
             stdout=subprocess.PIPE,
             stderr=open(log, "wb"),  # noqa: SIM115 (closed with the process)
             env=env,
             text=True,
         )
+
+    def wait_delivering(self, timeout: float = 90) -> None:
+        """Block until the broker has acknowledged some of this producer's events.
+
+        A fault injected before that would hit the producer's start-up check (fail within 15 s if no
+        broker answers), not the stream it is meant to hit.
+        """
+        deadline = time.monotonic() + timeout
+        while not re.search(r"delivered [1-9]", self.log.read_text(errors="replace")):
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"the producer delivered nothing within {timeout:.0f}s"
+            time.sleep(0.5)
 
     def truth(self, timeout: float) -> tuple[Counter, dict]:
         out, _ = self.proc.communicate(timeout=timeout)
@@ -174,7 +188,7 @@ def test_faults_on_the_running_stack_lose_and_double_count_nothing():
 
         def fault(name: str, duration_s: float, act, seed: int) -> None:
             producer = Producer(env, duration_s, seed, state / f"producer-{seed}.log")
-            time.sleep(5)  # mid-stream
+            producer.wait_delivering()  # mid-stream
             act()
             truth, sent = producer.truth(timeout=duration_s + 180)
             total_truth.update(truth)
