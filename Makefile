@@ -12,13 +12,13 @@ setup:  ## Install the venv, the Kafka and Spark connector jars and Redis (idemp
 	@scripts/setup.sh
 
 up: setup  ## Start the local stack (Kafka, Redis, Airflow) under supervisord and wait until healthy
-	@$(RUN) python scripts/local_stack.py up
+	@$(RUN) python -m devstack up
 
 down:  ## Stop the local stack
-	@$(RUN) [ -x "$$CLICKSTREAM_VENV/bin/python" ] && python scripts/local_stack.py down || true
+	@$(RUN) [ -x "$$CLICKSTREAM_VENV/bin/python" ] && python -m devstack down || true
 
 status:  ## Show what the local stack runs
-	@$(RUN) python scripts/local_stack.py status
+	@$(RUN) python -m devstack status
 
 demo: up  ## The main job, end to end on the local stack
 	@scripts/demo.sh
@@ -27,10 +27,10 @@ test: setup  ## The whole test suite: unit, integration and DAG tests against re
 	@scripts/test.sh
 
 bench: setup  ## Benchmarks, each beside a reference tool measured in the same run
-	@$(RUN) python bench/run.py
+	@$(RUN) python -m bench.run
 
 lint: setup  ## ruff
-	@$(RUN) ruff check plugins dags include scripts tests bench
+	@$(RUN) ruff check plugins dags include scripts devstack tests bench
 
 lock:  ## Re-pin requirements/lock.txt from requirements/base.in
 	@$(RUN) uv pip compile --python-version 3.11 --quiet --no-header requirements/base.in -o requirements/lock.txt

@@ -19,13 +19,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+from confluent_kafka.admin import AdminClient, NewTopic
 
-import local_stack  # noqa: E402
-from clickstream.producing import BurstProducer  # noqa: E402
-from clickstream.traffic import Record, TrafficConfig, TrafficGenerator  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from clickstream.producing import BurstProducer
+from clickstream.traffic import Record, TrafficConfig, TrafficGenerator
+from devstack.kafka_broker import KafkaBroker
+from devstack.paths import KAFKA_LIBS
+from devstack.ports import free_port
+from devstack.processes import running
+
+REPO = Path(__file__).resolve().parent.parent
 
 SETTINGS = {"acks": "all", "enable.idempotence": "true", "linger.ms": "10", "compression.type": "lz4"}
 TARGET_EVENTS_PER_S = 200_000
@@ -93,7 +96,7 @@ def run_kafka_tool(servers: str, topic: str, count: int, payload_file: Path) -> 
         "java",
         "-Xmx1g",
         "-cp",
-        f"{local_stack.KAFKA_LIBS}/*",
+        f"{KAFKA_LIBS}/*",
         f"-Dlog4j2.configurationFile={REPO / 'include/kafka/log4j2.yaml'}",
         "org.apache.kafka.tools.ProducerPerformance",
         "--topic",
@@ -127,13 +130,13 @@ def median_round(rounds: list[Round]) -> Round:
 
 def run(events: int = 1_000_000, python_events: int = 200_000, rounds: int = 3) -> dict[str, object]:
     workdir = Path(tempfile.mkdtemp(prefix="clickstream-bench-"))
-    broker = local_stack.KafkaBroker(workdir / "kafka", local_stack.free_port(), local_stack.free_port(), heap="1g")
+    broker = KafkaBroker(workdir / "kafka", free_port(), free_port(), heap="1g")
     broker.prepare()
     payload_file = workdir / "payloads.txt"
     sample = list(TrafficGenerator(traffic(20_000)).records(20_000))
     payload_file.write_bytes(b"\n".join(r.value for r in sample))
     record_bytes = sum(len(r.value) for r in sample) / len(sample)
-    with local_stack.running("kafka", broker.command(), broker.healthy, workdir / "kafka.log", timeout=90):
+    with running("kafka", broker.command(), broker.healthy, workdir / "kafka.log", timeout=90):
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         topics = iter(f"bench-{i}" for i in range(1000))
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import producer
-import streaming
+from bench import producer, streaming
 
 BENCHMARKS = {"producer": producer.run, "streaming": streaming.run}
 

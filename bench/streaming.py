@@ -24,16 +24,20 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+import redis
+from confluent_kafka.admin import AdminClient, NewTopic
 
-import local_stack  # noqa: E402
-import redis  # noqa: E402
-from clickstream import redis_layout  # noqa: E402
-from clickstream.producing import BurstProducer  # noqa: E402
-from clickstream.schema import window_label, window_start_ms  # noqa: E402
-from clickstream.traffic import TrafficConfig, TrafficGenerator  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from clickstream import redis_layout
+from clickstream.producing import BurstProducer
+from clickstream.schema import window_label, window_start_ms
+from clickstream.traffic import TrafficConfig, TrafficGenerator
+from devstack.kafka_broker import KafkaBroker
+from devstack.ports import free_port
+from devstack.processes import running, stop_process, wait_until
+from devstack.redis_server import RedisServer
+from devstack.spark import spark_submit_command
+
+REPO = Path(__file__).resolve().parent.parent
 
 STREAMING_APP = REPO / "include/spark/clickstream_streaming.py"
 BATCH_APP = REPO / "include/spark/clickstream_batch.py"
@@ -48,7 +52,7 @@ MAX_OFFSETS_PER_TRIGGER = 1_000_000
 
 def spark_job(app: Path, args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen(local_stack.spark_submit_command(app, *args, master="local[*]"), stdout=out,
+        return subprocess.Popen(spark_submit_command(app, *args, master="local[*]"), stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
 
@@ -77,7 +81,7 @@ def sustained(broker, redis_port: int, workdir: Path, topic: str, dlq: str, even
                 raise RuntimeError(f"the backlog of {events:,} events ran out before {sustain_s:.0f}s: load more")
             time.sleep(0.05)
     finally:
-        local_stack.stop_process(job, grace=60)
+        stop_process(job, grace=60)
     # Batch 0 includes start-up; the window runs from the end of batch 1 to the end of the last one seen.
     ordered = sorted(b for b in batches if b >= 1)
     first, last = ordered[0], ordered[-1]
@@ -155,11 +159,11 @@ def latency(broker, redis_port: int, workdir: Path, topic: str, dlq: str, second
         def all_landed() -> bool:
             return all(reached.get(w) and reached[w][-1][1] >= n for w, n in final.items())
 
-        local_stack.wait_until(all_landed, 30, interval=0.1)  # what has not landed by then is a miss
+        wait_until(all_landed, 30, interval=0.1)  # what has not landed by then is a miss
         done.set()
         poller.join()
     finally:
-        local_stack.stop_process(job, grace=60)
+        stop_process(job, grace=60)
     latencies = event_latencies(ranks, sent_ms, reached)
     seen_latencies = [x for x in latencies if x != math.inf]
     return {
@@ -211,13 +215,13 @@ def batch(broker, redis_port: int, workdir: Path, topic: str) -> dict:
 
 def run(events: int = 120_000_000, sustain_s: float = 180.0, latency_s: float = 60.0) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="clickstream-bench-streaming-"))
-    broker = local_stack.KafkaBroker(workdir / "kafka", local_stack.free_port(), local_stack.free_port(), heap="1g")
+    broker = KafkaBroker(workdir / "kafka", free_port(), free_port(), heap="1g")
     broker.prepare()
-    redis_server = local_stack.RedisServer(workdir / "redis", local_stack.free_port(), persistent=False)
+    redis_server = RedisServer(workdir / "redis", free_port(), persistent=False)
     redis_server.prepare()
     with (
-        local_stack.running("kafka", broker.command(), broker.healthy, workdir / "kafka.log", timeout=90),
-        local_stack.running("redis", redis_server.command(), redis_server.healthy, workdir / "redis.log"),
+        running("kafka", broker.command(), broker.healthy, workdir / "kafka.log", timeout=90),
+        running("redis", redis_server.command(), redis_server.healthy, workdir / "redis.log"),
     ):
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         for name, partitions in (("backlog", 2), ("live", 2), ("dlq", 1)):

@@ -63,6 +63,7 @@ def api_xcom(dag_id: str, run_id: str, task_id: str) -> object:
 def show_counts(burst: dict, top: int = 10) -> None:
     """The burst's busiest pages as Redis holds them, per window, beside what was sent."""
     import redis
+
     from clickstream import redis_layout
     from clickstream.schema import WINDOW_MS, window_label
 

@@ -3,7 +3,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$CLICKSTREAM_HOME"
-ruff check plugins dags include scripts tests bench
+ruff check plugins dags include scripts devstack tests bench
 unset PYTEST_ADDOPTS  # the suite runs as configured in pyproject.toml, whatever the caller's shell set
 set +e
 python -m pytest "$@"

@@ -22,8 +22,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "tests"))  # shared test data: tests/corpus.py
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="clickstream-tests-"))
 os.environ.setdefault("CLICKSTREAM_HOME", str(REPO))
@@ -35,7 +33,11 @@ os.environ.setdefault("CLICKSTREAM_AIRFLOW_PORT", "8080")
 for _name in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
     del os.environ[_name]
 
-import local_stack  # noqa: E402  (needs the environment above)
+# devstack reads its paths when imported: after the environment above.
+from devstack.kafka_broker import KafkaBroker  # noqa: E402
+from devstack.ports import free_port  # noqa: E402
+from devstack.processes import running  # noqa: E402
+from devstack.redis_server import RedisServer  # noqa: E402
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -48,24 +50,24 @@ def session_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(session_dir: Path) -> Iterator[local_stack.KafkaBroker]:
+def kafka_broker(session_dir: Path) -> Iterator[KafkaBroker]:
     """A real single-node KRaft broker for the whole session."""
-    broker = local_stack.KafkaBroker(session_dir / "kafka", local_stack.free_port(), local_stack.free_port())
+    broker = KafkaBroker(session_dir / "kafka", free_port(), free_port())
     broker.prepare()
-    with local_stack.running("kafka", broker.command(), broker.healthy, session_dir / "logs/kafka.log", timeout=90):
+    with running("kafka", broker.command(), broker.healthy, session_dir / "logs/kafka.log", timeout=90):
         yield broker
 
 
 @pytest.fixture(scope="session")
-def redis_server(session_dir: Path) -> Iterator[local_stack.RedisServer]:
-    server = local_stack.RedisServer(session_dir / "redis", local_stack.free_port(), persistent=False)
+def redis_server(session_dir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(session_dir / "redis", free_port(), persistent=False)
     server.prepare()
-    with local_stack.running("redis", server.command(), server.healthy, session_dir / "logs/redis.log", timeout=30):
+    with running("redis", server.command(), server.healthy, session_dir / "logs/redis.log", timeout=30):
         yield server
 
 
 @pytest.fixture
-def redis_client(redis_server: local_stack.RedisServer):
+def redis_client(redis_server: RedisServer):
     """A client on an emptied database: each test starts from nothing."""
     import redis
 
@@ -76,7 +78,7 @@ def redis_client(redis_server: local_stack.RedisServer):
 
 
 @pytest.fixture
-def topic_factory(kafka_broker: local_stack.KafkaBroker):
+def topic_factory(kafka_broker: KafkaBroker):
     """Creates uniquely named topics and deletes them afterwards."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -123,7 +125,7 @@ def spark(session_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def airflow_env(kafka_broker: local_stack.KafkaBroker, redis_server: local_stack.RedisServer) -> dict[str, str]:
+def airflow_env(kafka_broker: KafkaBroker, redis_server: RedisServer) -> dict[str, str]:
     """The tests' own metadata DB, migrated once, and connections pointing at the fixtures' services."""
     kafka_extra = {"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": "clickstream-tests"}
     os.environ["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps({"conn_type": "kafka", "extra": kafka_extra})
@@ -143,7 +145,7 @@ def airflow_env(kafka_broker: local_stack.KafkaBroker, redis_server: local_stack
 
 
 @pytest.fixture
-def read_topic(kafka_broker: local_stack.KafkaBroker):
+def read_topic(kafka_broker: KafkaBroker):
     """Reads a whole topic, every partition up to its current end: [(partition, key, value), ...] in offset order;
     with ``headers=True``, [(partition, key, value, {header: text}), ...]."""
     from confluent_kafka import Consumer, TopicPartition

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 
 import corpus
-from clickstream import schema
 from hypothesis import strategies as st
+
+from clickstream import schema
 
 NOW = corpus.NOW
 _TS_EDGES = [

@@ -10,8 +10,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import local_stack
-import monitoring_parts
+from devstack.monitoring import MailSink, MonitoringPorts
+from devstack.ports import free_port
+from devstack.processes import running
 
 
 def received(maildir: Path) -> list[email.message.EmailMessage]:
@@ -24,8 +25,8 @@ def received(maildir: Path) -> list[email.message.EmailMessage]:
 @contextlib.contextmanager
 def mail_sink(tmp_path: Path, airflow_env: dict[str, str]) -> Iterator[tuple[dict[str, str], Path]]:
     """A real SMTP server writing a Maildir, and the Airflow environment whose smtp_default points at it."""
-    ports = monitoring_parts.MonitoringPorts(smtp=local_stack.free_port())
-    mail = monitoring_parts.MailSink(tmp_path / "mail", ports)
+    ports = MonitoringPorts(smtp=free_port())
+    mail = MailSink(tmp_path / "mail", ports)
     mail.prepare()
     smtp = {
         "conn_type": "smtp",
@@ -38,7 +39,7 @@ def mail_sink(tmp_path: Path, airflow_env: dict[str, str]) -> Iterator[tuple[dic
         "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp),
         "AIRFLOW_VAR_CLICKSTREAM_SLA_EMAIL_TO": "on-call@clickstream.local",
     }
-    with local_stack.running("mail", mail.command(), mail.healthy, tmp_path / "mail.log"):
+    with running("mail", mail.command(), mail.healthy, tmp_path / "mail.log"):
         yield env, mail.maildir
 
 

@@ -7,11 +7,11 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-import local_stack
 from clickstream import redis_layout
 from clickstream.producing import BurstProducer
 from clickstream.schema import label_start_ms
 from clickstream.traffic import TrafficConfig, TrafficGenerator
+from devstack.spark import spark_submit_command
 
 REPO = Path(__file__).resolve().parent.parent
 STREAMING_APP = REPO / "include/spark/clickstream_streaming.py"
@@ -22,7 +22,7 @@ JARS_DIR = Path(os.environ.get("CLICKSTREAM_SPARK_JARS_DIR", REPO / ".deps/spark
 def submit(app: Path, args: list[str], log_path: Path) -> subprocess.Popen:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            local_stack.spark_submit_command(app, *args), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            spark_submit_command(app, *args), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     proc.log_path = log_path  # type: ignore[attr-defined]
     return proc

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import local_stack
+from devstack.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 STACK_PARTS = (
@@ -62,7 +62,8 @@ def stack_env(state: Path, db: str = "sqlite", **ports: int) -> dict[str, str]:
 
 def stack(action: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(REPO / "scripts/local_stack.py"), action],
+        [sys.executable, "-m", "devstack", action],
+        cwd=REPO,
         capture_output=True,
         text=True,
         env=env,
@@ -85,7 +86,7 @@ MONITORING_PORT_VARIABLES = {
 
 def free_ports() -> dict[str, int]:
     names = ("kafka", "controller", "redis", "airflow", "postgres", *MONITORING_PORT_VARIABLES)
-    return {name: local_stack.free_port() for name in names}
+    return {name: free_port() for name in names}
 
 
 def state_dir() -> Path:

@@ -56,19 +56,24 @@ class SparkJobHandle:
         return cls(**data)
 
     @classmethod
-    def running_from(cls, applications: str | Path) -> list[SparkJobHandle]:
+    def running_from(cls, applications: str | Path, airflow_home: str | None = None) -> list[SparkJobHandle]:
         """The spark-submit processes on this host whose application lives under ``applications``.
 
-        For stopping jobs whose handles are lost (``make down``); their log path is unknown.
+        For stopping jobs whose handles are lost (``make down``); their log path is unknown. With
+        ``airflow_home``, only the jobs an Airflow with that home started: another stack's (or a test's)
+        jobs from the same checkout are left alone.
         """
         prefix = str(applications)
         jobs = []
         for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
             cmdline = proc.info["cmdline"] or []
             app = next((part for part in cmdline if part.startswith(prefix)), None)
-            if app is not None and any("SparkSubmit" in part for part in cmdline):
-                created = proc.info["create_time"]
-                jobs.append(cls(proc.info["pid"], created, "", int(created * 1000), app, socket.gethostname()))
+            if app is None or not any("SparkSubmit" in part for part in cmdline):
+                continue
+            if airflow_home is not None and _environment(proc).get("AIRFLOW_HOME") != airflow_home:
+                continue
+            created = proc.info["create_time"]
+            jobs.append(cls(proc.info["pid"], created, "", int(created * 1000), app, socket.gethostname()))
         return jobs
 
     def process(self) -> JobProcess:
@@ -144,3 +149,23 @@ class SparkJobHandle:
     def _require_local(self) -> None:
         if not self.local:
             raise RuntimeError(f"the job runs on {self.host}, not here ({socket.gethostname()}): stop it there")
+
+
+def missing_application(application: str, script: str) -> str | None:
+    """What to fix when ``application`` is neither a URL spark-submit fetches nor a file here, else None.
+
+    Checked by the operators before spark-submit, whose own error for a missing file is a Java stack trace.
+    """
+    if "://" in application or Path(application).is_file():
+        return None
+    return (
+        f"the Spark application {application} does not exist: point `application` at "
+        f"include/spark/{script} as deployed next to your DAGs"
+    )
+
+
+def _environment(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except psutil.Error:
+        return {}

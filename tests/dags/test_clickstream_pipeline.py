@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from airflow_cli import airflow_dags_test
+
 from clickstream import redis_layout
 from clickstream.schema import window_label
 

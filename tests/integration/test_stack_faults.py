@@ -31,15 +31,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import local_stack
 import psutil
 import pytest
 import redis
+from spark_jobs import all_counts
+from stack_helpers import REPO, free_ports, stack, stack_env, state_dir, up_and_check
+
 from clickstream import redis_layout
 from clickstream.schema import window_label
 from clickstream.traffic import TrafficConfig, ground_truth
-from spark_jobs import all_counts
-from stack_helpers import REPO, free_ports, stack, stack_env, state_dir, up_and_check
+from devstack.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -252,11 +253,11 @@ def test_faults_on_the_running_stack_lose_and_double_count_nothing():
             # back without the batches it acknowledged after its append-only file was copied.
             aof = stack_state / "redis" / "appendonlydir"
             client.bgrewriteaof()
-            assert local_stack.wait_until(lambda: not rewriting(client), 60), "the AOF rewrite did not finish"
+            assert wait_until(lambda: not rewriting(client), 60), "the AOF rewrite did not finish"
             copied_at = batch_id(client)
             shutil.copytree(aof, state / "aof-copy")
             # Ten more one-second batches land in Redis, and in Spark's checkpoint.
-            assert local_stack.wait_until(lambda: batch_id(client) >= copied_at + 10, 60), "no batches after the copy"
+            assert wait_until(lambda: batch_id(client) >= copied_at + 10, 60), "no batches after the copy"
             os.kill(int(supervisorctl(stack_state, "pid", "redis").strip()), signal.SIGKILL)
             supervisorctl(stack_state, "stop", "redis")
             shutil.rmtree(aof)

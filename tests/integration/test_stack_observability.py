@@ -15,9 +15,10 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-import local_stack
 import pytest
 from stack_helpers import REPO, free_ports, run_demo, stack, stack_env, state_dir, up_and_check
+
+from devstack.ports import port_in_use
 
 pytestmark = pytest.mark.integration
 
@@ -149,5 +150,5 @@ def test_pipeline_sla_emails_and_dashboard_queries_on_the_local_stack():
         down = stack("down", env)
     assert down.returncode == 0, down.stderr
     for name in ("kafka", "redis", "airflow", "prometheus", "alertmanager", "smtp", "statsd_exporter"):
-        assert not local_stack.port_in_use(ports[name]), f"{name} still listens on {ports[name]} after down"
+        assert not port_in_use(ports[name]), f"{name} still listens on {ports[name]} after down"
     shutil.rmtree(state, ignore_errors=True)

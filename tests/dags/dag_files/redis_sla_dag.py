@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param
+
 from clickstream.sensors.redis_sla import ClickstreamRedisSlaSensor
 
 with DAG(

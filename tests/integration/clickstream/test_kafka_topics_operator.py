@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+
 from clickstream.hooks.kafka_topics import KafkaTopicsHook, KafkaUnreachable, TopicSpec
 from clickstream.operators.kafka_topics import CreateClickstreamTopicsOperator
 

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
+
 from clickstream.operators.producer_burst import ProduceClickstreamBurstOperator
 from clickstream.schema import InvalidEvent, validate, window_start_ms
 from clickstream.traffic import TrafficConfig, generate, ground_truth

@@ -8,8 +8,9 @@ import subprocess
 import sys
 import time
 
-import local_stack
 import pytest
+
+from devstack.processes import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +86,7 @@ def test_ctrl_c_flushes_and_loses_nothing(kafka_broker, topic_factory, read_topi
         text=True,
     )
     # Interrupted mid-stream: once more than 1,000 events are in Kafka, with more on their way.
-    assert local_stack.wait_until(lambda: topic_size(kafka_broker.bootstrap_servers, topic) > 1000, 60), proc.poll()
+    assert wait_until(lambda: topic_size(kafka_broker.bootstrap_servers, topic) > 1000, 60), proc.poll()
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from spark_jobs import dense_hyperloglog
+
 from clickstream import redis_layout
 from clickstream.schema import window_label
-from spark_jobs import dense_hyperloglog
 
 pytestmark = pytest.mark.integration
 

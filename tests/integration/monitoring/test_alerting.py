@@ -11,9 +11,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import local_stack
-import monitoring_parts
 import pytest
+
+from devstack.monitoring import Alertmanager, MailSink, MonitoringPorts, Prometheus, RedisExporter
+from devstack.ports import free_port
+from devstack.processes import running, wait_until
+from devstack.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +36,15 @@ def redis_up_in_prometheus(port: int) -> bool:
 
 
 def test_stopping_redis_sends_the_redis_down_email(tmp_path):
-    ports = monitoring_parts.MonitoringPorts(
-        **{name: local_stack.free_port() for name in monitoring_parts.MonitoringPorts.__dataclass_fields__}
-    )
+    ports = MonitoringPorts(**{name: free_port() for name in MonitoringPorts.__dataclass_fields__})
     logs = tmp_path / "logs"
-    redis_server = local_stack.RedisServer(tmp_path / "redis", local_stack.free_port(), persistent=False)
+    redis_server = RedisServer(tmp_path / "redis", free_port(), persistent=False)
     redis_server.prepare()
-    exporter = monitoring_parts.RedisExporter(ports, redis_server.port)
+    exporter = RedisExporter(ports, redis_server.port)
     # The test's own timings: scrape and evaluate every second, alerts fire after 2s, Alertmanager waits 1s.
-    prometheus = monitoring_parts.Prometheus(tmp_path / "prometheus", ports, scrape_interval="1s", rule_for="2s")
-    alertmanager = monitoring_parts.Alertmanager(tmp_path / "alertmanager", ports, group_wait="1s")
-    mail = monitoring_parts.MailSink(tmp_path / "mail", ports)
+    prometheus = Prometheus(tmp_path / "prometheus", ports, scrape_interval="1s", rule_for="2s")
+    alertmanager = Alertmanager(tmp_path / "alertmanager", ports, group_wait="1s")
+    mail = MailSink(tmp_path / "mail", ports)
     for part in (prometheus, alertmanager, mail):
         part.prepare()
 
@@ -52,17 +53,13 @@ def test_stopping_redis_sends_the_redis_down_email(tmp_path):
         # that very port as its own local port (a TCP self-connection), and then Redis cannot bind it.
         redis_running = contextlib.ExitStack()
         stack.callback(redis_running.close)
-        redis_running.enter_context(
-            local_stack.running("redis", redis_server.command(), redis_server.healthy, logs / "redis.log")
-        )
+        redis_running.enter_context(running("redis", redis_server.command(), redis_server.healthy, logs / "redis.log"))
         for name, part in (("mail", mail), ("alertmanager", alertmanager), ("redis-exporter", exporter)):
-            stack.enter_context(local_stack.running(name, part.command(), part.healthy, logs / f"{name}.log"))
-        stack.enter_context(
-            local_stack.running("prometheus", prometheus.command(), prometheus.healthy, logs / "prometheus.log")
-        )
+            stack.enter_context(running(name, part.command(), part.healthy, logs / f"{name}.log"))
+        stack.enter_context(running("prometheus", prometheus.command(), prometheus.healthy, logs / "prometheus.log"))
         # Redis is up and seen up: no RedisDown yet.
-        assert local_stack.wait_until(lambda: exporter.healthy(), 30)
-        assert local_stack.wait_until(lambda: redis_up_in_prometheus(ports.prometheus), 30)
+        assert wait_until(lambda: exporter.healthy(), 30)
+        assert wait_until(lambda: redis_up_in_prometheus(ports.prometheus), 30)
         assert not [m for m in read_maildir(mail.maildir) if "RedisDown" in str(m["Subject"])]
         redis_running.close()
         stopped = time.monotonic()

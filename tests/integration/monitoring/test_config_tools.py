@@ -6,13 +6,15 @@ import json
 import subprocess
 from pathlib import Path
 
-import monitoring_parts
 import pytest
+
 from clickstream.monitoring import render_alertmanager_config
+from devstack.monitoring import MonitoringPorts, Prometheus, binary
+from devstack.paths import HOME, MONITORING
 
 pytestmark = pytest.mark.integration
 
-MONITORING = monitoring_parts.MONITORING
+MONITORING = MONITORING
 DASHBOARD = MONITORING / "grafana/dashboards/clickstream.json"
 RULES = MONITORING / "prometheus/rules/clickstream.yml"
 
@@ -25,9 +27,9 @@ def run(*command: str, cwd: Path | None = None) -> str:
 
 
 def test_promtool_checks_the_prometheus_config_as_the_local_stack_lays_it_out(tmp_path):
-    prometheus = monitoring_parts.Prometheus(tmp_path / "prometheus", monitoring_parts.MonitoringPorts())
+    prometheus = Prometheus(tmp_path / "prometheus", MonitoringPorts())
     prometheus.prepare()
-    output = run(monitoring_parts.binary("promtool"), "check", "config", str(tmp_path / "prometheus/prometheus.yml"))
+    output = run(binary("promtool"), "check", "config", str(tmp_path / "prometheus/prometheus.yml"))
     assert "SUCCESS" in output and "rules/clickstream.yml" in output
     assert json.loads((tmp_path / "prometheus/targets/kafka.json").read_text()) == [
         {"targets": ["127.0.0.1:9308"], "labels": {}}
@@ -35,15 +37,13 @@ def test_promtool_checks_the_prometheus_config_as_the_local_stack_lays_it_out(tm
 
 
 def test_promtool_checks_the_rules():
-    output = run(
-        monitoring_parts.binary("promtool"), "check", "rules", str(MONITORING / "prometheus/rules/clickstream.yml")
-    )
+    output = run(binary("promtool"), "check", "rules", str(MONITORING / "prometheus/rules/clickstream.yml"))
     assert "SUCCESS: 11 rules found" in output
 
 
 def test_promtool_unit_tests_every_alert_rule():
     rules_test = "prometheus/tests/clickstream_rules_test.yml"
-    output = run(monitoring_parts.binary("promtool"), "test", "rules", rules_test, cwd=MONITORING)
+    output = run(binary("promtool"), "test", "rules", rules_test, cwd=MONITORING)
     assert "SUCCESS" in output
     tested = (MONITORING / rules_test).read_text()
     rules = RULES.read_text()
@@ -58,12 +58,12 @@ def test_amtool_accepts_the_rendered_alertmanager_config(tmp_path, slack):
     config = tmp_path / "alertmanager.yml"
     template = (MONITORING / "alertmanager/alertmanager.yml").read_text()
     config.write_text(render_alertmanager_config(template, smtp_smarthost="127.0.0.1:1025", slack_webhook_url=slack))
-    output = run(monitoring_parts.binary("amtool"), "check-config", str(config))
+    output = run(binary("amtool"), "check-config", str(config))
     assert "SUCCESS" in output and "2 receivers" in output
 
 
 def test_statsd_exporter_accepts_the_mapping():
-    exe = monitoring_parts.binary("statsd_exporter", monitoring_parts.REPO / ".deps/bin/statsd_exporter")
+    exe = binary("statsd_exporter", HOME / ".deps/bin/statsd_exporter")
     run(exe, f"--statsd.mapping-config={MONITORING / 'statsd/mapping.yml'}", "--check-config")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import corpus
 import pytest
+
 from clickstream.schema import InvalidEvent, validate
 
 

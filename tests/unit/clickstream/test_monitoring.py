@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+
 from clickstream.monitoring import render_alertmanager_config
 
 TEMPLATE = (Path(__file__).resolve().parents[3] / "include/monitoring/alertmanager/alertmanager.yml").read_text()

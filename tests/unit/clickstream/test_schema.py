@@ -4,6 +4,7 @@ import json
 
 import corpus
 import pytest
+
 from clickstream import schema
 from clickstream.schema import InvalidEvent, RejectReason, validate
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from clickstream.spark_job import SparkJobHandle
+
+from clickstream.spark_job import SparkJobHandle, missing_application
 
 # Stands in for spark-submit: its own session, a child "driver" that names the application and stops on
 # SIGTERM after a moment, as the real driver does once its running batch is done.
@@ -86,12 +88,16 @@ def test_running_jobs_are_found_by_their_application_folder(tmp_path):
         [sys.executable, "-c", "import time; time.sleep(60)", "org.apache.spark.deploy.SparkSubmit",
          str(tmp_path / "apps" / "clickstream_streaming.py")],
         start_new_session=True,
+        env={**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow")},
     )  # fmt: skip
     try:
         time.sleep(0.2)
         found = SparkJobHandle.running_from(tmp_path / "apps")
         assert [(j.pid, Path(j.application).name) for j in found] == [(fake.pid, "clickstream_streaming.py")]
         assert SparkJobHandle.running_from(tmp_path / "elsewhere") == []
+        # Only the jobs of the Airflow asked about: another stack's (or a test's) are not this one's to stop.
+        assert [j.pid for j in SparkJobHandle.running_from(tmp_path / "apps", str(tmp_path / "airflow"))] == [fake.pid]
+        assert SparkJobHandle.running_from(tmp_path / "apps", str(tmp_path / "another-airflow")) == []
     finally:
         fake.kill()
         fake.wait()
@@ -99,3 +105,12 @@ def test_running_jobs_are_found_by_their_application_folder(tmp_path):
 
 def test_the_log_tail_of_a_missing_log_says_so():
     assert "no log at '/nonexistent/job.log'" in SparkJobHandle(1, 0.0, "/nonexistent/job.log", 0, "a.py").log_tail()
+
+
+def test_a_missing_application_is_named_with_the_script_to_point_at(tmp_path):
+    app = tmp_path / "clickstream_batch.py"
+    assert "include/spark/clickstream_batch.py" in missing_application(str(app), "clickstream_batch.py")
+    assert str(app) in missing_application(str(app), "clickstream_batch.py")
+    app.write_text("")
+    assert missing_application(str(app), "clickstream_batch.py") is None
+    assert missing_application("s3://bucket/clickstream_batch.py", "clickstream_batch.py") is None  # fetched

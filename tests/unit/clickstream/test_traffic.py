@@ -4,6 +4,7 @@ import itertools
 from collections import Counter, defaultdict
 
 import pytest
+
 from clickstream.schema import InvalidEvent, RejectReason, validate, window_start_ms
 from clickstream.traffic import MALFORMED_KINDS, TrafficConfig, generate, ground_truth
 

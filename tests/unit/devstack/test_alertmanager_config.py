@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import monitoring_parts
 import pytest
 import yaml
 
-TEMPLATE = Path(monitoring_parts.MONITORING) / "alertmanager/alertmanager.yml"
+from devstack.monitoring import Alertmanager, MonitoringPorts
+from devstack.paths import MONITORING
+
+TEMPLATE = Path(MONITORING) / "alertmanager/alertmanager.yml"
 ENVIRONMENTS = {
     "everything set": {
         "CLICKSTREAM_SMTP_SMARTHOST": "mail.example:2525",
@@ -45,8 +47,8 @@ def test_compose_and_the_local_stack_render_the_same_file(name, tmp_path, monkey
     # `make up`'s part
     for variable, value in env.items():
         monkeypatch.setenv(variable, value)
-    ports = monitoring_parts.MonitoringPorts(smtp=1025)
-    part = monitoring_parts.Alertmanager(tmp_path / "local", ports)
+    ports = MonitoringPorts(smtp=1025)
+    part = Alertmanager(tmp_path / "local", ports)
     part.prepare()
     local = tmp_path / "local" / "alertmanager.yml"
     assert local.read_text() == composed.read_text()

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import base64
+import re
 
-import local_stack
+import pytest
+
+from devstack.errors import StackError
+from devstack.kafka_broker import KafkaBroker, kafka_cluster_id
+from devstack.redis_server import RedisServer
+from devstack.stack import Topology
+from devstack.supervisor import quote, render
 
 
 def test_cluster_id_is_16_bytes_of_url_safe_base64():
-    cluster_id = local_stack.kafka_cluster_id()
+    cluster_id = kafka_cluster_id()
     assert len(cluster_id) == 22 and "=" not in cluster_id
     assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
-    assert local_stack.kafka_cluster_id() != cluster_id
+    assert kafka_cluster_id() != cluster_id
 
 
 def test_server_properties_carry_the_ports_and_data_dir(tmp_path, monkeypatch):
-    broker = local_stack.KafkaBroker(tmp_path, port=19092, controller_port=19097)
+    broker = KafkaBroker(tmp_path, port=19092, controller_port=19097)
     # Render only: formatting storage is the integration tests' business.
     (broker.data_dir).mkdir(parents=True)
     (broker.data_dir / "meta.properties").write_text("formatted")
@@ -30,15 +37,44 @@ def test_server_properties_carry_the_ports_and_data_dir(tmp_path, monkeypatch):
 
 
 def test_supervisor_quoting_keeps_arguments_whole():
-    assert local_stack._supervisor_quote("plain") == "plain"
-    assert local_stack._supervisor_quote("60 1") == '"60 1"'
-    assert local_stack._supervisor_quote("") == '""'
-    assert local_stack._supervisor_quote("100%") == "100%%"
+    assert quote("plain") == "plain"
+    assert quote("60 1") == '"60 1"'
+    assert quote("") == '""'
+    assert quote("100%") == "100%%"
 
 
 def test_redis_command_persists_only_when_asked(tmp_path):
-    persistent = local_stack.RedisServer(tmp_path, 6390).command()
-    ephemeral = local_stack.RedisServer(tmp_path, 6390, persistent=False).command()
+    persistent = RedisServer(tmp_path, 6390).command()
+    ephemeral = RedisServer(tmp_path, 6390, persistent=False).command()
     assert persistent[persistent.index("--appendonly") + 1] == "yes"
     assert ephemeral[ephemeral.index("--appendonly") + 1] == "no"
     assert ephemeral[ephemeral.index("--bind") + 1] == "127.0.0.1"
+
+
+def test_the_supervisor_config_starts_services_itself_and_leaves_airflow_to_up(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLICKSTREAM_KAFKA_PORT", "19092")
+    monkeypatch.setenv("CLICKSTREAM_REDIS_PORT", "16379")
+    monkeypatch.setenv("CLICKSTREAM_AIRFLOW_DB", "postgres")
+    monkeypatch.setenv("CLICKSTREAM_POSTGRES_PORT", "15432")
+    topology = Topology.from_env()
+    services = topology.service_parts()
+    airflow = topology.airflow_parts()
+    conf = render(services + airflow)
+    sections = dict(re.findall(r"\[program:([\w-]+)\]\n(.*?)(?=\n\n|\Z)", conf, flags=re.S))
+    assert set(sections) == {p.name for p in services + airflow}
+    assert {p.name for p in services} >= {"kafka", "redis", "postgres", "prometheus", "alertmanager", "mail"}
+    for part in services:
+        assert "autostart=true" in sections[part.name], part.name
+    for part in airflow:
+        assert "autostart=false" in sections[part.name], part.name  # only after the migration
+    assert {p.name: p.port for p in services if p.port} == {"kafka": 19092, "redis": 16379, "postgres": 15432}
+    assert "--port 16379" in sections["redis"]
+    taken = topology.taken_ports()
+    assert taken["kafka"] == (19092, "CLICKSTREAM_KAFKA_PORT")
+    assert taken["postgres"] == (15432, "CLICKSTREAM_POSTGRES_PORT")
+
+
+def test_an_unknown_metadata_db_is_refused_naming_the_choices(monkeypatch):
+    monkeypatch.setenv("CLICKSTREAM_AIRFLOW_DB", "mysql")
+    with pytest.raises(StackError, match="must be sqlite or postgres, not 'mysql'"):
+        Topology.from_env()

@@ -10,18 +10,20 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
-import local_stack
-import monitoring_parts
 import pytest
 import spark_jobs
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from airflow.sdk.execution_time.context import VariableAccessor
+from mail_sink import mail_sink, wait_for_mail
+
 from clickstream import redis_layout
 from clickstream.notifications.task_failure import task_failure_email
 from clickstream.operators.streaming import ClickstreamStreamingOperator
 from clickstream.spark_job import SparkJobHandle
 from clickstream.traffic import TrafficConfig, ground_truth
-from mail_sink import mail_sink, wait_for_mail
+from devstack.monitoring import MonitoringPorts, StatsdExporter
+from devstack.ports import free_port
+from devstack.processes import running
 
 pytestmark = pytest.mark.integration
 
@@ -165,12 +167,12 @@ def statsd_exporter(tmp_path, monkeypatch):
     from airflow.sdk._shared.observability.metrics.base_stats_logger import NoStatsLogger
     from airflow.sdk.observability.metrics import stats_utils
 
-    ports = monitoring_parts.MonitoringPorts(statsd_exporter=local_stack.free_port(), statsd=local_stack.free_port())
-    exporter = monitoring_parts.StatsdExporter(ports, spark_jobs.REPO / ".deps")
+    ports = MonitoringPorts(statsd_exporter=free_port(), statsd=free_port())
+    exporter = StatsdExporter(ports, spark_jobs.REPO / ".deps")
     for name, value in {"STATSD_ON": "True", "STATSD_HOST": "127.0.0.1", "STATSD_PORT": str(ports.statsd),
                         "STATSD_PREFIX": "airflow"}.items():  # fmt: skip
         monkeypatch.setenv(f"AIRFLOW__METRICS__{name}", value)
-    with local_stack.running("statsd-exporter", exporter.command(), exporter.healthy, tmp_path / "statsd.log"):
+    with running("statsd-exporter", exporter.command(), exporter.healthy, tmp_path / "statsd.log"):
         stats.initialize(factory=stats_utils.get_stats_factory(), export_legacy_names=False)
         try:
             yield f"http://127.0.0.1:{ports.statsd_exporter}/metrics"

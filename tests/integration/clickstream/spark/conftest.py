@@ -5,9 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import local_stack
 import pytest
 import spark_jobs
+
+from devstack.processes import stop_process
 
 
 @pytest.fixture
@@ -30,4 +31,4 @@ def streaming_job(kafka_broker, redis_server, tmp_path):
 
     yield start
     for proc in started:
-        local_stack.stop_process(proc, grace=30)
+        stop_process(proc, grace=30)

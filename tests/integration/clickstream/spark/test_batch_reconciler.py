@@ -6,8 +6,9 @@ import json
 import time
 
 import pytest
-from clickstream.traffic import TrafficConfig, ground_truth
 from spark_jobs import BATCH_APP, log_tail, produce, redis_counts, submit, wait_exit
+
+from clickstream.traffic import TrafficConfig, ground_truth
 
 pytestmark = pytest.mark.integration
 

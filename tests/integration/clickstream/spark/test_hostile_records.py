@@ -17,10 +17,11 @@ from collections import Counter
 
 import hostile
 import pytest
-from clickstream.schema import InvalidEvent, Validator
-from clickstream.spark.transforms import batch_summary, compact, parse_events
 from hypothesis import HealthCheck, given, seed, settings
 from pyspark.sql import functions as F
+
+from clickstream.schema import InvalidEvent, Validator
+from clickstream.spark.transforms import batch_summary, compact, parse_events
 
 pytestmark = pytest.mark.integration
 

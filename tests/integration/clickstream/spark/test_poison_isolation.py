@@ -12,15 +12,16 @@ import time
 
 import corpus
 import pytest
+from confluent_kafka import Producer
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+from spark_jobs import foreach_batch_query, produce, redis_counts
+
 from clickstream import redis_layout
 from clickstream.redis_layout import COUNTS_QUERY
 from clickstream.spark.sinks import PageViewsSink
 from clickstream.spark.transforms import parse_events
 from clickstream.traffic import TrafficConfig, ground_truth
-from confluent_kafka import Producer
-from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
-from spark_jobs import foreach_batch_query, produce, redis_counts
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,15 @@ import shutil
 import time
 from collections import Counter
 
-import local_stack
 import pytest
 import redis
+from spark_jobs import STREAMING_APP, all_counts, log_tail, produce, submit, wait_exit
+
 from clickstream import redis_layout
 from clickstream.traffic import TrafficConfig, ground_truth
-from spark_jobs import STREAMING_APP, all_counts, log_tail, produce, submit, wait_exit
+from devstack.ports import free_port
+from devstack.processes import running
+from devstack.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +29,7 @@ def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_fact
     from clickstream.schema import window_label
 
     topic, dlq = topic_factory("loss", partitions=2), topic_factory("loss-dlq", partitions=1)
-    server = local_stack.RedisServer(tmp_path / "redis", local_stack.free_port(), persistent=False)
+    server = RedisServer(tmp_path / "redis", free_port(), persistent=False)
     server.prepare()
     redis_url = f"redis://127.0.0.1:{server.port}/0"
     now = int(time.time() * 1000)
@@ -47,7 +50,7 @@ def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_fact
         return (tmp_path / f"streaming-{runs - 1}.log").read_text()
 
     with contextlib.ExitStack() as redis_running:
-        redis_running.enter_context(local_stack.running("redis", server.command(), server.healthy, tmp_path / "r.log"))
+        redis_running.enter_context(running("redis", server.command(), server.healthy, tmp_path / "r.log"))
         client = redis.Redis.from_url(redis_url)
         produce(kafka_broker.bootstrap_servers, topic, bursts[0], 3000)
         stream_what_is_there()  # micro-batches 0-2
@@ -61,7 +64,7 @@ def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_fact
 
     # Redis restarts from the snapshot: it has forgotten batches 3-5, which Spark's checkpoint committed.
     shutil.copy(tmp_path / "snapshot.rdb", server.workdir / "dump.rdb")
-    with local_stack.running("redis", server.command(), server.healthy, tmp_path / "r2.log"):
+    with running("redis", server.command(), server.healthy, tmp_path / "r2.log"):
         client = redis.Redis.from_url(redis_url)
         assert int(client.hget(commit_key, "batch_id")) == 2
         produce(kafka_broker.bootstrap_servers, topic, bursts[2], 1000)

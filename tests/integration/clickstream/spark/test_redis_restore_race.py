@@ -13,12 +13,13 @@ import logging
 import time
 
 import pytest
+from spark_jobs import foreach_batch_query, produce, redis_counts
+
 from clickstream import redis_layout
 from clickstream.redis_layout import COUNTS_QUERY
 from clickstream.spark.sinks import PageViewsSink
 from clickstream.spark.transforms import parse_events
 from clickstream.traffic import TrafficConfig, ground_truth
-from spark_jobs import foreach_batch_query, produce, redis_counts
 
 pytestmark = pytest.mark.integration
 

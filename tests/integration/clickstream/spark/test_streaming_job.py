@@ -6,10 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
+from spark_jobs import log_tail, produce, redis_counts, wait_exit
+
 from clickstream import redis_layout
 from clickstream.schema import InvalidEvent, validate, window_label, window_start_ms
 from clickstream.traffic import TrafficConfig, generate, ground_truth
-from spark_jobs import log_tail, produce, redis_counts, wait_exit
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,11 @@ from collections import Counter
 
 import corpus
 import pytest
-from clickstream.schema import InvalidEvent, validate, window_start_ms
-from clickstream.spark.transforms import batch_summary, compact, dead_letters, invalid_events, parse_events, tally
 from pyspark.sql import functions as F
 from spark_jobs import dense_hyperloglog
+
+from clickstream.schema import InvalidEvent, validate, window_start_ms
+from clickstream.spark.transforms import batch_summary, compact, dead_letters, invalid_events, parse_events, tally
 
 pytestmark = pytest.mark.integration
 

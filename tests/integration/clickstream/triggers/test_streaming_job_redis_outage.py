@@ -8,11 +8,14 @@ import subprocess
 import sys
 import time
 
-import local_stack
 import psutil
 import pytest
+
 from clickstream.spark_job import SparkJobHandle
 from clickstream.triggers.streaming_job import DIED, STALLED, StreamingJobTrigger
+from devstack.ports import free_port
+from devstack.processes import running
+from devstack.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +44,7 @@ async def first_event(trigger: StreamingJobTrigger) -> dict:
 
 
 def test_redis_down_longer_than_a_stall_is_reported_as_one(monkeypatch):
-    port = local_stack.free_port()  # nothing listens here: Redis is down
+    port = free_port()  # nothing listens here: Redis is down
     monkeypatch.setenv("AIRFLOW_CONN_REDIS_OUTAGE", f"redis://127.0.0.1:{port}/0")
     job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -57,7 +60,7 @@ def test_redis_down_longer_than_a_stall_is_reported_as_one(monkeypatch):
 
 
 def test_a_job_that_died_while_redis_was_down_is_reported_once_redis_is_back(tmp_path, monkeypatch):
-    server = local_stack.RedisServer(tmp_path / "redis", local_stack.free_port(), persistent=False)
+    server = RedisServer(tmp_path / "redis", free_port(), persistent=False)
     server.prepare()
     monkeypatch.setenv("AIRFLOW_CONN_REDIS_OUTAGE", f"redis://127.0.0.1:{server.port}/0")
     job = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
@@ -69,7 +72,7 @@ def test_a_job_that_died_while_redis_was_down_is_reported_once_redis_is_back(tmp
         await asyncio.sleep(3)
         assert not watching.done(), "the trigger must wait for Redis rather than judge blind"
         with contextlib.ExitStack() as stack:
-            stack.enter_context(local_stack.running("redis", server.command(), server.healthy, tmp_path / "redis.log"))
+            stack.enter_context(running("redis", server.command(), server.healthy, tmp_path / "redis.log"))
             back = time.monotonic()
             event = await asyncio.wait_for(watching, 30)
             return event, time.monotonic() - back

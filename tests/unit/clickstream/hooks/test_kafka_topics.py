@@ -3,6 +3,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+
 from clickstream.hooks.kafka_topics import KafkaTopicsHook, TopicSpec
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from airflow.models.connection import Connection
+
 from clickstream.hooks.redis import redis_url
 
 

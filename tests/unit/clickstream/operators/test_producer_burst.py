@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from clickstream.operators.producer_burst import ProduceClickstreamBurstOperator, plan_burst
 
 NOW = 1_750_000_000_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+
 from clickstream.operators.reconcile import burst_time_range
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from clickstream.spark.transforms import interval_ms
 
 

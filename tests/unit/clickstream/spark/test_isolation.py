@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from clickstream.spark.isolation import FailingRecord, OffsetRange, TooManyFailures, find_failing_records, short_error
 
 

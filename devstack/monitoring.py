@@ -20,8 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-MONITORING = REPO / "include" / "monitoring"
+from devstack.paths import MONITORING
 
 
 def http_ok(url: str) -> bool:

@@ -1,0 +1,71 @@
+"""A process for the length of a ``with`` block, and waiting on a condition instead of sleeping."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from devstack.errors import StackError
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+@contextlib.contextmanager
+def running(
+    name: str,
+    command: list[str],
+    healthy: Callable[[], bool],
+    log_file: Path,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` until the block exits; fail with its log tail if it never becomes healthy.
+
+    For the test fixtures: the process gets its own process group so that stopping it also stops
+    whatever it started, and it is stopped even when the block raises.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    try:
+        if not wait_until(lambda: proc.poll() is None and healthy(), timeout):
+            tail = log_file.read_text(errors="replace")[-3000:]
+            state = f"exited with {proc.returncode}" if proc.poll() is not None else "still not healthy"
+            raise StackError(f"{name} {state} after {timeout:.0f}s; log {log_file}:\n{tail}")
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
+    """SIGTERM to the process group, SIGKILL after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False

@@ -1,0 +1,103 @@
+"""supervisord keeps the stack's parts alive: its configuration, whether it runs, and supervisorctl."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.errors import StackError
+from devstack.paths import HOME, LOGS, STATE, VENV_BIN
+
+CONF = STATE / "supervisord.conf"
+PID_FILE = STATE / "supervisord.pid"
+SOCKET = STATE / "supervisor.sock"
+
+
+@dataclass
+class Part:
+    """One supervised program of the local stack."""
+
+    name: str
+    command: list[str]
+    port: int | None
+    healthy: Callable[[], bool]
+    start_timeout: float = 120
+    stopwaitsecs: int = 30
+    # Airflow's components start only once their metadata DB is migrated (see `stack.up`).
+    autostart: bool = True
+    user: str | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return LOGS / f"{self.name}.log"
+
+
+def running_pid() -> int | None:
+    """supervisord's pid when it runs, else None (a pid file left by a killed one is not a running one)."""
+    try:
+        pid = int(PID_FILE.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+
+
+def quote(arg: str) -> str:
+    arg = arg.replace("%", "%%")
+    return f'"{arg}"' if (" " in arg or not arg) else arg
+
+
+def render(parts: list[Part]) -> str:
+    lines = [
+        "; Written by `python -m devstack up` (devstack/supervisor.py); edit that, not this file.",
+        "[unix_http_server]",
+        f"file={SOCKET}",
+        "",
+        "[supervisord]",
+        f"logfile={LOGS / 'supervisord.log'}",
+        f"pidfile={PID_FILE}",
+        f"childlogdir={LOGS}",
+        f"directory={HOME}",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{SOCKET}",
+        "",
+    ]
+    for part in parts:
+        lines += [
+            f"[program:{part.name}]",
+            "command=" + " ".join(quote(arg) for arg in part.command),
+            f"autostart={'true' if part.autostart else 'false'}",
+            "autorestart=true",
+            "startsecs=3",
+            "startretries=3",
+            "stopsignal=TERM",
+            f"stopwaitsecs={part.stopwaitsecs}",
+            "stopasgroup=true",
+            "killasgroup=true",
+            *([f"user={part.user}"] if part.user else []),
+            "redirect_stderr=true",
+            f"stdout_logfile={part.log_file}",
+            "stdout_logfile_maxbytes=20MB",
+            "stdout_logfile_backups=2",
+            "",
+        ]
+    return "\n".join(lines).replace("\n\n\n", "\n\n")
+
+
+def start(parts: list[Part]) -> None:
+    """Write the configuration and start supervisord (it daemonizes: it outlives this process)."""
+    CONF.write_text(render(parts))
+    result = subprocess.run([str(VENV_BIN / "supervisord"), "-c", str(CONF)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"supervisord did not start: {result.stderr or result.stdout}")
+
+
+def supervisorctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(VENV_BIN / "supervisorctl"), "-c", str(CONF), *args], capture_output=True, text=True)
