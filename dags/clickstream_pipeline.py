@@ -28,6 +28,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, AsyncCallback, DeadlineAlert, DeadlineReference, Param, Variable
+
+from clickstream.defaults import SPARK_JARS, SPARK_METRICS_PORT, WATERMARK
 from clickstream.notifications.sla_email import email_deadline_missed
 from clickstream.notifications.task_failure import task_failure_email
 from clickstream.operators.kafka_topics import CreateClickstreamTopicsOperator
@@ -38,8 +40,6 @@ from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from clickstream.sensors.redis_sla import ClickstreamRedisSlaSensor
 
 SPARK_APPS = Path(__file__).resolve().parent.parent / "include" / "spark"
-SPARK_JARS = "{{ var.value.get('clickstream_spark_jars', '') }}"
-SPARK_METRICS_PORT = "{{ var.value.get('clickstream_spark_metrics_port', '') }}"
 SLA_VARIABLE = "clickstream_pipeline_sla_seconds"
 # Read when the file is parsed, so a changed SLA applies from the next parse. Not a VariableInterval:
 # resolving one while `airflow dags trigger` creates the run fails in Airflow 3.3.2 (the Variable lookup
@@ -71,7 +71,7 @@ with DAG(
         "rate": Param(None, type=["null", "number"], description="events/s; empty sends at full speed"),
         "late_share": Param(0.01, type="number", minimum=0, maximum=1),
         "malformed_share": Param(0.01, type="number", minimum=0, maximum=1),
-        "watermark": Param("2 minutes", type="string", description="how late an event may be and still count"),
+        "watermark": Param(WATERMARK, type="string", description="how late an event may be and still count"),
         "freshness_s": Param(300, type="number", minimum=1, description="verify_redis: newest window max age"),
         "repair": Param(True, type="boolean", description="run_spark_batch overwrites cells Redis holds short"),
         "exact_totals": Param(False, type="boolean", description="fail on over-counts (nothing else on the topic)"),

@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from airflow.sdk import DAG, Param
+
+from clickstream.defaults import SPARK_JARS, SPARK_METRICS_PORT, WATERMARK
 from clickstream.notifications.task_failure import task_failure_email
 from clickstream.operators.kafka_topics import CreateClickstreamTopicsOperator
 from clickstream.operators.streaming import ClickstreamStreamingOperator
@@ -33,7 +35,7 @@ with DAG(
     tags=["clickstream"],
     default_args={"retries": 2, "on_failure_callback": task_failure_email()},
     params={
-        "watermark": Param("2 minutes", type="string"),
+        "watermark": Param(WATERMARK, type="string"),
         "trigger_interval": Param("1 second", type="string"),
         "stall_timeout_s": Param(180, type="number", minimum=10),
         "max_restarts": Param(10, type="integer", minimum=0),
@@ -48,7 +50,7 @@ with DAG(
         trigger_interval="{{ params.trigger_interval }}",
         stall_timeout_s="{{ params.stall_timeout_s }}",
         max_restarts="{{ params.max_restarts }}",
-        jars="{{ var.value.get('clickstream_spark_jars', '') }}",
-        metrics_port="{{ var.value.get('clickstream_spark_metrics_port', '') }}",
+        jars=SPARK_JARS,
+        metrics_port=SPARK_METRICS_PORT,
     )
     create_kafka_topic >> stream_clicks

@@ -23,11 +23,13 @@ import time
 from pathlib import Path
 
 import redis
+from pyspark.sql import SparkSession
+
 from clickstream import redis_layout
+from clickstream.defaults import RETENTION_MINUTES
 from clickstream.reconcile import reconcile
 from clickstream.schema import TOPIC
 from clickstream.spark.transforms import parse_events, tally
-from pyspark.sql import SparkSession
 
 log = logging.getLogger("clickstream.batch")
 REPORT_MARKER = "CLICKSTREAM_REPORT"
@@ -43,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--from-ms", type=int, help="first Kafka record time to read (epoch ms); overrides offsets")
     p.add_argument("--to-ms", type=int, help="read records before this Kafka record time (epoch ms)")
     p.add_argument("--repair", action="store_true", help="overwrite cells where Redis holds less than Kafka")
-    p.add_argument("--retention-minutes", type=int, default=7 * 24 * 60)
+    p.add_argument("--retention-minutes", type=int, default=RETENTION_MINUTES)
     p.add_argument("--report-file", type=Path)
     p.add_argument("--shuffle-partitions", type=int, default=os.cpu_count() or 2)
     return p.parse_args(argv)

@@ -20,13 +20,15 @@ import signal
 import sys
 import time
 
+from pyspark.sql import SparkSession
+
+from clickstream.defaults import RETENTION_MINUTES, WATERMARK
 from clickstream.redis_layout import COUNTS_QUERY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from clickstream.spark.checkpoint import COUNTS_CHECKPOINT
 from clickstream.spark.metrics import StreamingMetrics
 from clickstream.spark.sinks import PageViewsSink, RedisProgressListener
 from clickstream.spark.transforms import interval_ms
-from pyspark.sql import SparkSession
 
 log = logging.getLogger("clickstream.streaming")
 
@@ -39,11 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--starting-offsets", default="earliest", help="earliest, latest, or Spark's per-partition JSON")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     p.add_argument("--checkpoint-dir", required=True, help="where Kafka offsets and the query's id survive restarts")
-    p.add_argument("--watermark", default="2 minutes", help="how late an event may be and still count")
+    p.add_argument("--watermark", default=WATERMARK, help="how late an event may be and still count")
     p.add_argument("--trigger", default="1 second", help="micro-batch interval")
     p.add_argument("--available-now", action="store_true", help="process what is in the topic now, then stop")
     p.add_argument("--max-offsets-per-trigger", type=int, default=None)
-    p.add_argument("--retention-minutes", type=int, default=7 * 24 * 60, help="Redis keeps windows this long")
+    p.add_argument("--retention-minutes", type=int, default=RETENTION_MINUTES, help="Redis keeps windows this long")
     p.add_argument(
         "--shuffle-partitions",
         type=int,

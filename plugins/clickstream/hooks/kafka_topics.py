@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
-DAY_MS = 24 * 3600 * 1000
+from clickstream.defaults import TOPIC_RETENTION_MS
 
 
 class TopicConfigMismatch(ValueError):
@@ -29,7 +29,7 @@ class TopicSpec:
     name: str
     partitions: int = 3
     replication_factor: int = 1
-    retention_ms: int = 7 * DAY_MS
+    retention_ms: int = TOPIC_RETENTION_MS
     cleanup_policy: str = "delete"
     configs: dict[str, str] = field(default_factory=dict)
 

@@ -8,7 +8,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from clickstream.hooks.kafka_topics import DAY_MS, KafkaTopicsHook, TopicConfigMismatch, TopicSpec
+from clickstream.defaults import DEAD_LETTER_RETENTION_MS, TOPIC_RETENTION_MS
+from clickstream.hooks.kafka_topics import KafkaTopicsHook, TopicConfigMismatch, TopicSpec
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 
 
@@ -47,10 +48,10 @@ class CreateClickstreamTopicsOperator(BaseOperator):
         dead_letter_topic: str | None = DEAD_LETTER_TOPIC,
         partitions: int = 3,
         replication_factor: int = 1,
-        retention_ms: int = 7 * DAY_MS,
+        retention_ms: int = TOPIC_RETENTION_MS,
         cleanup_policy: str = "delete",
         dead_letter_partitions: int = 1,
-        dead_letter_retention_ms: int = 14 * DAY_MS,
+        dead_letter_retention_ms: int = DEAD_LETTER_RETENTION_MS,
         allow_partition_increase: bool = False,
         kafka_config_id: str = "kafka_default",
         **kwargs: Any,

@@ -11,10 +11,12 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from clickstream.defaults import DRIVER_MEMORY, SPARK_CONF
 from clickstream.hooks.kafka_topics import KafkaTopicsHook
 from clickstream.hooks.redis import ClickstreamRedisHook
 from clickstream.operators._templated import flag, optional
 from clickstream.schema import TOPIC
+from clickstream.spark_job import missing_application
 
 
 def burst_time_range(burst: dict[str, Any] | None, from_ms: Any, to_ms: Any) -> tuple[int | None, int | None]:
@@ -88,8 +90,8 @@ class ReconcileClickstreamOperator(SparkSubmitOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("name", "clickstream-batch")
-        kwargs.setdefault("conf", {"spark.ui.enabled": "false"})
-        kwargs.setdefault("driver_memory", "1g")
+        kwargs.setdefault("conf", dict(SPARK_CONF))
+        kwargs.setdefault("driver_memory", DRIVER_MEMORY)
         super().__init__(application=application, **kwargs)
         self.burst = burst
         self.from_ms = from_ms
@@ -100,11 +102,8 @@ class ReconcileClickstreamOperator(SparkSubmitOperator):
         self.redis_conn_id = redis_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        if not Path(self.application).is_file():
-            raise AirflowFailException(
-                f"the batch application {self.application} does not exist: point `application` at "
-                "include/spark/clickstream_batch.py as deployed next to your DAGs"
-            )
+        if problem := missing_application(self.application, "clickstream_batch.py"):
+            raise AirflowFailException(problem)
         start, end = burst_time_range(self.burst, self.from_ms, self.to_ms)
         with tempfile.TemporaryDirectory(prefix="clickstream-report-") as tmp:
             report_path = Path(tmp) / "report.json"

@@ -12,6 +12,7 @@ from airflow.sdk import conf as airflow_conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.sdk.observability.stats import Stats
 
+from clickstream.defaults import DRIVER_MEMORY, RETENTION_MINUTES, SPARK_CONF, WATERMARK
 from clickstream.hooks.kafka_topics import KafkaTopicsHook
 from clickstream.hooks.redis import ClickstreamRedisHook
 from clickstream.hooks.spark_submit import DetachedSparkSubmitHook
@@ -19,7 +20,7 @@ from clickstream.operators._templated import optional
 from clickstream.redis_layout import CONTROL_KEY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from clickstream.spark.checkpoint import COUNTS_CHECKPOINT, stuck_batch
-from clickstream.spark_job import SparkJobHandle
+from clickstream.spark_job import SparkJobHandle, missing_application
 from clickstream.triggers.streaming_job import DIED, FAILED, FINISHED, STALLED, STOP_REQUESTED, StreamingJobTrigger
 
 BOUNDED, LONG_RUNNING = "bounded", "long_running"
@@ -125,11 +126,11 @@ class ClickstreamStreamingOperator(BaseOperator):
         topic: str = TOPIC,
         dead_letter_topic: str = DEAD_LETTER_TOPIC,
         checkpoint_dir: str | None = None,
-        watermark: str = "2 minutes",
+        watermark: str = WATERMARK,
         trigger_interval: str = "1 second",
         starting_offsets: str = "earliest",
         max_offsets_per_trigger: int | str | None = None,
-        retention_minutes: int = 7 * 24 * 60,
+        retention_minutes: int = RETENTION_MINUTES,
         max_restarts: int | str = 3,
         stall_timeout_s: float | str = 180.0,
         startup_timeout_s: float = 300.0,
@@ -140,7 +141,7 @@ class ClickstreamStreamingOperator(BaseOperator):
         redis_conn_id: str = "redis_default",
         jars: str | None = None,
         conf: dict[str, Any] | None = None,
-        driver_memory: str | None = "1g",
+        driver_memory: str | None = DRIVER_MEMORY,
         log_dir: str | None = None,
         metrics_port: int | str | None = None,
         **kwargs: Any,
@@ -200,11 +201,8 @@ class ClickstreamStreamingOperator(BaseOperator):
     def _check_arguments(self) -> None:
         if self.mode not in (BOUNDED, LONG_RUNNING):
             raise AirflowFailException(f"mode must be {BOUNDED!r} or {LONG_RUNNING!r}, got {self.mode!r}")
-        if "://" not in self.application and not Path(self.application).is_file():
-            raise AirflowFailException(
-                f"the streaming application {self.application} does not exist: point `application` at "
-                "include/spark/clickstream_streaming.py as deployed next to your DAGs"
-            )
+        if problem := missing_application(self.application, "clickstream_streaming.py"):
+            raise AirflowFailException(problem)
         for name in ("max_restarts", "stall_timeout_s"):
             try:
                 if float(getattr(self, name)) < 0:
@@ -217,7 +215,7 @@ class ClickstreamStreamingOperator(BaseOperator):
     def launch(self, context: Any, attempt: int) -> SparkJobHandle:
         hook = DetachedSparkSubmitHook(
             conn_id=self.conn_id,
-            conf={"spark.ui.enabled": "false", **(self.conf or {})},
+            conf={**SPARK_CONF, **(self.conf or {})},
             jars=self.jars or None,
             driver_memory=self.driver_memory,
             name=f"clickstream-streaming-{self.task_id}",
