@@ -57,6 +57,11 @@ def stack_env(state: Path, db: str = "sqlite", **ports: int) -> dict[str, str]:
         ),
     )
     env.update({variable: str(ports[name]) for name, variable in MONITORING_PORT_VARIABLES.items()})
+    # Airflow's log servers (the scheduler's and the triggerer's): two stacks at once must not share them.
+    env.update(
+        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(ports["worker_logs"]),
+        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(ports["trigger_logs"]),
+    )
     return env
 
 
@@ -85,7 +90,8 @@ MONITORING_PORT_VARIABLES = {
 
 
 def free_ports() -> dict[str, int]:
-    names = ("kafka", "controller", "redis", "airflow", "postgres", *MONITORING_PORT_VARIABLES)
+    names = ("kafka", "controller", "redis", "airflow", "postgres", "worker_logs", "trigger_logs",
+             *MONITORING_PORT_VARIABLES)  # fmt: skip
     return {name: free_port() for name in names}
 
 
