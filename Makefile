@@ -23,7 +23,8 @@ status:  ## Show what the local stack runs
 demo: up  ## The main job, end to end on the local stack
 	@scripts/demo.sh
 
-test: setup  ## The whole test suite: unit, integration and DAG tests against real services
+test:  ## The whole test suite: unit, integration and DAG tests against real services (sets itself up)
+	@scripts/setup.sh --test-tools
 	@scripts/test.sh
 
 bench: setup  ## Benchmarks, each beside a reference tool measured in the same run

@@ -2,6 +2,12 @@
 # Installs everything the project needs into git-ignored folders. Idempotent: each step is
 # skipped when a stamp holding the hash of its inputs says it is already done.
 set -euo pipefail
+with_test_tools=0
+case "${1:-}" in
+  --test-tools) with_test_tools=1 ;;  # also what only the tests need (Docker Compose, to check the compose file)
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--test-tools]" >&2; exit 2 ;;
+esac
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$CLICKSTREAM_HOME"
 
@@ -116,10 +122,11 @@ go_tool() {  # go_tool BINARY PACKAGE@VERSION: build PACKAGE into .deps/bin/BINA
 go_tool statsd_exporter github.com/prometheus/statsd_exporter@v0.28.0
 
 # Docker Compose's go.mod has exclude directives, which `go install pkg@version` refuses: build it inside
-# its own module, from the source the Go module proxy serves.
+# its own module, from the source the Go module proxy serves. Only the tests use it (`--test-tools`, which
+# `make test` passes), so `make up` and `make demo` do not wait for it.
 compose_module=github.com/docker/compose/v2 compose_version=v2.40.3
-if [ ! -x "$CLICKSTREAM_DEPS/bin/docker-compose" ] \
-    || [ "$(cat "$stamp_dir/go-docker-compose" 2>/dev/null)" != "$compose_module@$compose_version" ]; then
+if [ "$with_test_tools" = 1 ] && { [ ! -x "$CLICKSTREAM_DEPS/bin/docker-compose" ] \
+    || [ "$(cat "$stamp_dir/go-docker-compose" 2>/dev/null)" != "$compose_module@$compose_version" ]; }; then
   log "building $compose_module@$compose_version (docker compose, for checking docker-compose.yml)"
   compose_dir="$(go mod download -json "$compose_module@$compose_version" \
     | "$CLICKSTREAM_VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"

@@ -35,6 +35,7 @@ for _name in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
 
 # devstack reads its paths when imported: after the environment above.
 from devstack.kafka_broker import KafkaBroker  # noqa: E402
+from devstack.paths import SPARK_JARS_DIR  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
 from devstack.processes import running  # noqa: E402
 from devstack.redis_server import RedisServer  # noqa: E402
@@ -102,7 +103,7 @@ def spark(session_dir: Path):
     """A local Spark session with the Kafka connector from the jars `make setup` resolved."""
     from pyspark.sql import SparkSession
 
-    jars_dir = Path(os.environ.get("CLICKSTREAM_SPARK_JARS_DIR", REPO / ".deps/spark-kafka"))
+    jars_dir = SPARK_JARS_DIR
     jars = sorted(str(p) for p in jars_dir.glob("*.jar"))
     if not jars:
         pytest.fail(f"no Spark Kafka connector jars in {jars_dir}: run `make setup`")
@@ -131,7 +132,7 @@ def airflow_env(kafka_broker: KafkaBroker, redis_server: RedisServer) -> dict[st
     os.environ["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps({"conn_type": "kafka", "extra": kafka_extra})
     os.environ["AIRFLOW_CONN_REDIS_DEFAULT"] = f"redis://127.0.0.1:{redis_server.port}/0"
     os.environ["AIRFLOW_CONN_SPARK_DEFAULT"] = '{"conn_type": "spark", "host": "local[2]"}'
-    jars_dir = Path(os.environ.get("CLICKSTREAM_SPARK_JARS_DIR", REPO / ".deps/spark-kafka"))
+    jars_dir = SPARK_JARS_DIR
     os.environ["AIRFLOW_VAR_CLICKSTREAM_SPARK_JARS"] = ",".join(sorted(str(p) for p in jars_dir.glob("*.jar")))
     result = subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -11,12 +10,13 @@ from clickstream import redis_layout
 from clickstream.producing import BurstProducer
 from clickstream.schema import label_start_ms
 from clickstream.traffic import TrafficConfig, TrafficGenerator
+from devstack.paths import SPARK_JARS_DIR
 from devstack.spark import spark_submit_command
 
 REPO = Path(__file__).resolve().parent.parent
 STREAMING_APP = REPO / "include/spark/clickstream_streaming.py"
 BATCH_APP = REPO / "include/spark/clickstream_batch.py"
-JARS_DIR = Path(os.environ.get("CLICKSTREAM_SPARK_JARS_DIR", REPO / ".deps/spark-kafka"))
+JARS_DIR = SPARK_JARS_DIR
 
 
 def submit(app: Path, args: list[str], log_path: Path) -> subprocess.Popen:

@@ -17,13 +17,20 @@ from clickstream.schema import window_label
 pytestmark = pytest.mark.dags
 
 
+def delete_topics(kafka_broker, *topics: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    for future in admin.delete_topics(list(topics)).values():
+        with contextlib.suppress(Exception):  # not created when the DAG failed early
+            future.result(30)
+
+
 def test_streaming_alone_counts_every_event_once_and_the_pipeline_passes_its_sla(
     airflow_env, kafka_broker, redis_client, read_topic
 ):
     """With repair off, the counts in Redis are the streaming job's alone, and the reconciler finds nothing
     missing: a sink that counted nothing would fail here rather than be refilled by the repair."""
-    from confluent_kafka.admin import AdminClient
-
     topic = f"events-{uuid.uuid4().hex[:8]}"
     dlq = f"{topic}-dlq"
     conf = {"topic": topic, "dead_letter_topic": dlq, "events": 5000, "exact_totals": True, "late_share": 0.0,
@@ -52,10 +59,38 @@ def test_streaming_alone_counts_every_event_once_and_the_pipeline_passes_its_sla
         assert report["cells_missing_in_redis"] == report["cells_short_in_redis"] == 0, report
         assert report["cells_over_in_redis"] == report["events_missing_from_redis"] == 0, report
     finally:
-        admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
-        for future in admin.delete_topics([topic, dlq]).values():
-            with contextlib.suppress(Exception):  # not created when the DAG failed early
-                future.result(30)
+        delete_topics(kafka_broker, topic, dlq)
+
+
+def test_events_beyond_the_watermark_are_repaired_by_the_batch_and_the_pipeline_passes(
+    airflow_env, kafka_broker, redis_client, read_topic
+):
+    """Repair on purpose: a tight watermark over small micro-batches drops late events from the stream; the
+    batch reconciler finds exactly those missing and writes them, so Redis ends exact (``exact_totals``)."""
+    topic = f"events-{uuid.uuid4().hex[:8]}"
+    dlq = f"{topic}-dlq"
+    conf = {"topic": topic, "dead_letter_topic": dlq, "events": 5000, "exact_totals": True, "late_share": 0.2,
+            "watermark": "5 seconds", "max_offsets_per_trigger": 500, "repair": True}  # fmt: skip
+    try:
+        code, output, wall_s = airflow_dags_test(airflow_env, "clickstream_pipeline", conf)
+        print(f"airflow dags test clickstream_pipeline (repair): exit {code} after {wall_s:.1f}s")
+        assert code == 0, output[-6000:]
+        report, _ = json.JSONDecoder().raw_decode(output.split("CLICKSTREAM_REPORT ", 1)[1])
+        print({k: v for k, v in report.items() if k != "invalid_events"})
+        # What the stream dropped, the batch found and repaired: every short or missing cell, nothing else.
+        assert report["repair_requested"] is True
+        assert report["events_missing_from_redis"] > 0, "the watermark dropped nothing: the test proves nothing"
+        assert report["cells_over_in_redis"] == 0, report
+        shortfall = report["cells_short_in_redis"] + report["cells_missing_in_redis"]
+        assert report["repaired_cells"] == shortfall > 0, report
+        # After the repair, every event is counted once in Redis or dead-lettered once.
+        counted = sum(
+            int(n) for key in redis_client.scan_iter(f"{redis_layout.COUNT_PREFIX}*") for n in redis_client.hvals(key)
+        )
+        assert counted == report["valid_events"] and counted + len(read_topic(dlq)) == 5000, counted
+        assert "Redis SLA met" in output
+    finally:
+        delete_topics(kafka_broker, topic, dlq)
 
 
 def test_verify_redis_fails_naming_the_stale_and_short_pages(airflow_env, redis_client):

@@ -15,6 +15,7 @@ import psutil
 import pytest
 from stack_helpers import REPO, free_ports, run_demo, stack, stack_env, state_dir, up_and_check
 
+from devstack.paths import DEPS
 from devstack.ports import port_in_use
 
 pytestmark = pytest.mark.integration
@@ -84,7 +85,7 @@ def test_up_on_postgres_converges_after_interruptions_runs_a_dag_and_down_stops_
     env = stack_env(state / "state", "postgres", **ports)
     # A warm setup takes milliseconds: make it redo one step (compiling the JVM parser; the jar is replaced
     # only when complete), and stop it there.
-    (Path(env.get("CLICKSTREAM_DEPS", REPO / ".deps")) / "stamps" / "spark-parser").unlink(missing_ok=True)
+    (DEPS / "stamps" / "spark-parser").unlink(missing_ok=True)
     # Each phase: when to interrupt it, and a line its run must not have got to (so it was stopped in it).
     phases = {
         "setup": (printed("[setup] compiling the Spark event parser"), "[up]"),

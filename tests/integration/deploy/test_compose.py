@@ -10,16 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from devstack.paths import DEPS
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
-COMPOSE = REPO / ".deps/bin/docker-compose"
+COMPOSE = DEPS / "bin/docker-compose"
 TARGETS = REPO / "include/monitoring/compose/prometheus-targets"
 
 
 @pytest.fixture(scope="module")
 def project() -> dict:
-    assert COMPOSE.is_file(), f"{COMPOSE} is missing: run `make setup`"
+    assert COMPOSE.is_file(), f"{COMPOSE} is missing: run `scripts/setup.sh --test-tools` (make test does)"
     result = subprocess.run(
         [str(COMPOSE), "--env-file", ".env.example", "-f", "docker-compose.yml", "config", "--format", "json"],
         capture_output=True,

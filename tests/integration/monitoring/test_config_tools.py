@@ -10,7 +10,7 @@ import pytest
 
 from clickstream.monitoring import render_alertmanager_config
 from devstack.monitoring import MonitoringPorts, Prometheus, binary
-from devstack.paths import HOME, MONITORING
+from devstack.paths import DEPS, MONITORING
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def test_amtool_accepts_the_rendered_alertmanager_config(tmp_path, slack):
 
 
 def test_statsd_exporter_accepts_the_mapping():
-    exe = binary("statsd_exporter", HOME / ".deps/bin/statsd_exporter")
+    exe = binary("statsd_exporter", DEPS / "bin/statsd_exporter")
     run(exe, f"--statsd.mapping-config={MONITORING / 'statsd/mapping.yml'}", "--check-config")
 
 

@@ -22,6 +22,7 @@ from clickstream.operators.streaming import ClickstreamStreamingOperator
 from clickstream.spark_job import SparkJobHandle
 from clickstream.traffic import TrafficConfig, ground_truth
 from devstack.monitoring import MonitoringPorts, StatsdExporter
+from devstack.paths import DEPS
 from devstack.ports import free_port
 from devstack.processes import running
 
@@ -168,7 +169,7 @@ def statsd_exporter(tmp_path, monkeypatch):
     from airflow.sdk.observability.metrics import stats_utils
 
     ports = MonitoringPorts(statsd_exporter=free_port(), statsd=free_port())
-    exporter = StatsdExporter(ports, spark_jobs.REPO / ".deps")
+    exporter = StatsdExporter(ports, DEPS)
     for name, value in {"STATSD_ON": "True", "STATSD_HOST": "127.0.0.1", "STATSD_PORT": str(ports.statsd),
                         "STATSD_PREFIX": "airflow"}.items():  # fmt: skip
         monkeypatch.setenv(f"AIRFLOW__METRICS__{name}", value)
