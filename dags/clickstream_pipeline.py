@@ -72,6 +72,9 @@ with DAG(
         "late_share": Param(0.01, type="number", minimum=0, maximum=1),
         "malformed_share": Param(0.01, type="number", minimum=0, maximum=1),
         "watermark": Param(WATERMARK, type="string", description="how late an event may be and still count"),
+        "max_offsets_per_trigger": Param(
+            None, type=["null", "integer"], minimum=1, description="stream_clicks: most events per micro-batch"
+        ),
         "freshness_s": Param(300, type="number", minimum=1, description="verify_redis: newest window max age"),
         "repair": Param(True, type="boolean", description="run_spark_batch overwrites cells Redis holds short"),
         "exact_totals": Param(False, type="boolean", description="fail on over-counts (nothing else on the topic)"),
@@ -99,6 +102,7 @@ with DAG(
         topic="{{ params.topic }}",
         dead_letter_topic="{{ params.dead_letter_topic }}",
         watermark="{{ params.watermark }}",
+        max_offsets_per_trigger="{{ params.max_offsets_per_trigger }}",
         jars=SPARK_JARS,
         metrics_port=SPARK_METRICS_PORT,
     )
