@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench import exit_if_missed
 from clickstream.producing import BurstProducer
 from clickstream.traffic import Record, TrafficConfig, TrafficGenerator
 from devstack.kafka_broker import KafkaBroker
@@ -206,6 +206,4 @@ if __name__ == "__main__":
     parser.add_argument("--python-events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    result = run(args.events, args.python_events, args.rounds)
-    if result["missed"]:
-        sys.exit(f"targets missed: {'; '.join(result['missed'])}")
+    exit_if_missed(run(args.events, args.python_events, args.rounds))

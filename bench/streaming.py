@@ -18,7 +18,6 @@ import json
 import math
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench import exit_if_missed
 from clickstream import redis_layout
 from clickstream.producing import BurstProducer
 from clickstream.schema import window_label, window_start_ms
@@ -278,6 +278,4 @@ if __name__ == "__main__":
     parser.add_argument("--sustain-s", type=float, default=180.0)
     parser.add_argument("--latency-s", type=float, default=60.0)
     args = parser.parse_args()
-    result = run(args.events, args.sustain_s, args.latency_s)
-    if result["missed"]:
-        sys.exit(f"targets missed: {'; '.join(result['missed'])}")
+    exit_if_missed(run(args.events, args.sustain_s, args.latency_s))

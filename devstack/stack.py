@@ -222,18 +222,22 @@ def down() -> None:
 
 
 def stop_log_servers() -> None:
-    """Stop the `airflow serve-logs` processes this stack's scheduler left behind.
+    """Stop the `airflow serve-logs` processes this stack's scheduler and triggerer left behind.
 
-    Airflow starts its log server in a process group of its own, so stopping the scheduler's group misses it,
-    and it would keep the log server's port from the next stack.
+    Airflow starts its log servers outside the components' process groups, so supervisord's group stop misses
+    them and they would keep their ports from the next stack. They are found by the ports this stack gave
+    them (their environment is unreadable once they set their process title).
     """
-    home = os.environ.get("AIRFLOW_HOME")
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if "serve-logs" not in cmdline:
+    ports = {
+        port_from_env("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", 8793),
+        port_from_env("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", 8794),
+    }
+    for conn in psutil.net_connections("tcp"):
+        if conn.status != psutil.CONN_LISTEN or conn.laddr.port not in ports or not conn.pid:
             continue
         with contextlib.suppress(psutil.Error):
-            if proc.environ().get("AIRFLOW_HOME") == home:
+            proc = psutil.Process(conn.pid)
+            if "serve-logs" in " ".join(proc.cmdline()):
                 proc.terminate()
                 proc.wait(10)
 

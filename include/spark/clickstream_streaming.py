@@ -27,7 +27,8 @@ from clickstream.redis_layout import COUNTS_QUERY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from clickstream.spark.checkpoint import COUNTS_CHECKPOINT
 from clickstream.spark.metrics import StreamingMetrics
-from clickstream.spark.sinks import PageViewsSink, RedisProgressListener
+from clickstream.spark.progress import RedisProgressListener
+from clickstream.spark.sinks import PageViewsSink
 from clickstream.spark.transforms import interval_ms
 
 log = logging.getLogger("clickstream.streaming")

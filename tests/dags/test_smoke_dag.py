@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from airflow_cli import airflow
 
 pytestmark = pytest.mark.dags
 
 
 def test_airflow_plugins_lists_the_clickstream_plugin(airflow_env):
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow", "plugins", "--output", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=airflow_env,
-        timeout=300,
-    )
+    result = airflow(airflow_env, "plugins", "--output", "json")
     assert result.returncode == 0, result.stderr[-2000:]
     plugins = json.loads(result.stdout[result.stdout.index("[") :])
     assert [p["name"] for p in plugins if p["name"] == "clickstream"] == ["clickstream"]
 
 
 def test_airflow_providers_lists_the_clickstream_provider(airflow_env):
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow", "providers", "get", "clickstream-airflow", "--output", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=airflow_env,
-        timeout=300,
-    )
+    result = airflow(airflow_env, "providers", "get", "clickstream-airflow", "--output", "json")
     assert result.returncode == 0, result.stderr[-2000:]
     from clickstream import __version__
 
@@ -41,14 +26,7 @@ def test_airflow_providers_lists_the_clickstream_provider(airflow_env):
 
 
 def test_smoke_dag_passes_against_real_kafka_and_redis(airflow_env, redis_client, kafka_broker):
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", "clickstream_smoke"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=airflow_env,
-        timeout=600,
-    )
+    result = airflow(airflow_env, "dags", "test", "clickstream_smoke", timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
 

@@ -149,6 +149,6 @@ def test_pipeline_sla_emails_and_dashboard_queries_on_the_local_stack():
     finally:
         down = stack("down", env)
     assert down.returncode == 0, down.stderr
-    for name in ("kafka", "redis", "airflow", "prometheus", "alertmanager", "smtp", "statsd_exporter"):
+    for name in ("kafka", "redis", "airflow", "prometheus", "alertmanager", "smtp", "statsd_exporter", "worker_logs"):
         assert not port_in_use(ports[name]), f"{name} still listens on {ports[name]} after down"
     shutil.rmtree(state, ignore_errors=True)

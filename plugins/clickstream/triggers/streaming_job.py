@@ -1,7 +1,7 @@
 """Watching a detached Spark streaming job from the triggerer, without holding a worker slot.
 
 The job reports each query's progress to Redis (``clickstream:progress:<query>``, written by
-:class:`clickstream.spark.sinks.RedisProgressListener`); its process is found from its
+:class:`clickstream.spark.progress.RedisProgressListener`); its process is found from its
 :class:`~clickstream.spark_job.SparkJobHandle`. The trigger polls both and fires once,
 when the job finished, failed, died, stalled, or was asked to stop. What to do then (restart from
 the checkpoint, stop it, fail) is the operator's decision, not the trigger's.
