@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -154,166 +155,188 @@ def wait_until_exact(client: redis.Redis, truth: Counter, timeout: float) -> flo
     raise AssertionError(f"Redis differs from the ground truth in {len(wrong)} cells, e.g. {list(wrong.items())[:5]}")
 
 
-def test_faults_on_the_running_stack_lose_and_double_count_nothing():
-    ports = free_ports()
-    state = state_dir()
-    env = stack_env(state / "state", "sqlite", **ports)
-    # Alerts fire 5 s after their condition holds, and Alertmanager mails 1 s after that.
-    env.update(CLICKSTREAM_SCRAPE_INTERVAL="2s", CLICKSTREAM_ALERT_FOR="5s", CLICKSTREAM_ALERT_GROUP_WAIT="1s")
-    stack_state = state / "state"
-    checkpoint = stack_state / "airflow" / "clickstream" / "checkpoint"
-    table: list[dict] = []
-    watching = threading.Event()
-    most_drivers = [0]
+class FaultedStack:
+    """The stack under test, its streaming job, and the ground truth of every event delivered so far."""
 
-    def watch_drivers() -> None:  # a second driver on one checkpoint would double-count: it must never run
-        while not watching.is_set():
-            most_drivers[0] = max(most_drivers[0], len(drivers(checkpoint)))
-            time.sleep(0.3)
+    def __init__(self) -> None:
+        self.ports = free_ports()
+        self.state = state_dir()
+        self.stack_state = self.state / "state"
+        self.env = stack_env(self.stack_state, "sqlite", **self.ports)
+        # Alerts fire 5 s after their condition holds, and Alertmanager mails 1 s after that.
+        self.env.update(CLICKSTREAM_SCRAPE_INTERVAL="2s", CLICKSTREAM_ALERT_FOR="5s", CLICKSTREAM_ALERT_GROUP_WAIT="1s")
+        self.checkpoint = self.stack_state / "airflow" / "clickstream" / "checkpoint"
+        self.client = redis.Redis(port=self.ports["redis"])
+        self.truth: Counter = Counter()
+        self.table: list[dict] = []
+        self.most_drivers = 0
+        self._watching = threading.Event()
 
-    try:
-        up_and_check(env)
-        client = redis.Redis(port=ports["redis"])
+    def drivers(self) -> list[psutil.Process]:
+        return drivers(self.checkpoint)
+
+    def supervisorctl(self, *args: str) -> str:
+        return supervisorctl(self.stack_state, *args)
+
+    def kill_part(self, name: str) -> None:
+        """SIGKILL a supervised part and keep it down (supervisord restarts what dies) until started again."""
+        os.kill(int(self.supervisorctl("pid", name).strip()), signal.SIGKILL)
+        self.supervisorctl("stop", name)
+
+    def start_streaming_job(self) -> None:
         deadline = time.monotonic() + 120
-        while "clickstream_streaming" not in airflow(env, "dags", "list", "--output", "plain"):
+        while "clickstream_streaming" not in airflow(self.env, "dags", "list", "--output", "plain"):
             assert time.monotonic() < deadline, "the dag-processor did not parse clickstream_streaming"
             time.sleep(3)
-        airflow(env, "dags", "unpause", "clickstream_streaming")
+        airflow(self.env, "dags", "unpause", "clickstream_streaming")
         conf = json.dumps({"max_restarts": 10, "stall_timeout_s": 90, "trigger_interval": "1 second"})
-        airflow(env, "dags", "trigger", "clickstream_streaming", "--conf", conf)
-        deadline = time.monotonic() + 240
-        while not drivers(checkpoint) and time.monotonic() < deadline:
-            time.sleep(1)
-        assert drivers(checkpoint), "the streaming job did not start within 240s"
-        threading.Thread(target=watch_drivers, daemon=True).start()
+        airflow(self.env, "dags", "trigger", "clickstream_streaming", "--conf", conf)
+        assert wait_until(lambda: bool(self.drivers()), 240, interval=1), "the streaming job did not start in 240s"
+        threading.Thread(target=self._watch_drivers, daemon=True).start()
 
-        def fault(name: str, duration_s: float, act, seed: int) -> None:
-            producer = Producer(env, duration_s, seed, state / f"producer-{seed}.log")
-            producer.wait_delivering()  # mid-stream
-            act()
-            truth, sent = producer.truth(timeout=duration_s + 180)
-            total_truth.update(truth)
-            recovered_s = wait_until_exact(client, total_truth, timeout=240)
-            cells = all_counts(client)
-            table.append(
-                {
-                    "fault": name,
-                    "recovered_s": round(recovered_s, 1),
-                    "delivered": sent["sent"],
-                    "redis_total": sum(cells.values()),
-                    "valid_total": sum(total_truth.values()),
-                    "cells_differing": sum(1 for k in set(cells) | set(total_truth) if cells[k] != total_truth[k]),
-                }
-            )
+    def _watch_drivers(self) -> None:  # a second driver on one checkpoint would double-count: it must never run
+        while not self._watching.is_set():
+            self.most_drivers = max(self.most_drivers, len(self.drivers()))
+            time.sleep(0.3)
 
-        total_truth: Counter = Counter()
+    def inject(self, name: str, duration_s: float, fault: Callable[[FaultedStack], None], seed: int) -> None:
+        """``fault`` while the producer sends for ``duration_s``; then Redis must equal the ground truth."""
+        producer = Producer(self.env, duration_s, seed, self.state / f"producer-{seed}.log")
+        producer.wait_delivering()  # mid-stream
+        fault(self)
+        truth, sent = producer.truth(timeout=duration_s + 180)
+        self.truth.update(truth)
+        recovered_s = wait_until_exact(self.client, self.truth, timeout=240)
+        cells = all_counts(self.client)
+        self.table.append(
+            {
+                "fault": name,
+                "recovered_s": round(recovered_s, 1),
+                "delivered": sent["sent"],
+                "redis_total": sum(cells.values()),
+                "valid_total": sum(self.truth.values()),
+                "cells_differing": sum(1 for k in set(cells) | set(self.truth) if cells[k] != self.truth[k]),
+            }
+        )
 
-        def kill_driver_three_times() -> None:
-            for _ in range(3):
-                jvm = drivers(checkpoint)[0]
-                os.killpg(os.getpgid(jvm.pid), signal.SIGKILL)
-                deadline = time.monotonic() + 180
-                while time.monotonic() < deadline and not any(d.pid != jvm.pid for d in drivers(checkpoint)):
-                    time.sleep(0.5)
-                assert any(d.pid != jvm.pid for d in drivers(checkpoint)), "the job was not restarted"
-                time.sleep(5)
-
-        fault("driver SIGKILLed 3 times", 60, kill_driver_three_times, seed=101)
-
-        def kill_triggerer_and_restart_scheduler() -> None:
-            watched_before.append(drivers(checkpoint)[0].pid)
-            pid = int(supervisorctl(stack_state, "pid", "airflow-triggerer").strip())
-            os.kill(pid, signal.SIGKILL)  # supervisord starts a new one
-            time.sleep(5)
-            supervisorctl(stack_state, "restart", "airflow-scheduler")
-
-        watched_before: list[int] = []
-        fault("triggerer SIGKILLed, scheduler restarted", 40, kill_triggerer_and_restart_scheduler, seed=102)
-        # The same job ran on throughout: the new triggerer took over watching it; nothing relaunched it.
-        assert [d.pid for d in drivers(checkpoint)] == watched_before
-
-        def kill_kafka_for_20s() -> None:
-            os.kill(int(supervisorctl(stack_state, "pid", "kafka").strip()), signal.SIGKILL)
-            supervisorctl(stack_state, "stop", "kafka")  # stays down: supervisord restarts what dies
-            time.sleep(20)
-            supervisorctl(stack_state, "start", "kafka")
-
-        fault("Kafka broker SIGKILLed, back after 20 s", 40, kill_kafka_for_20s, seed=103)
-
-        def kill_redis_for_30s() -> None:
-            os.kill(int(supervisorctl(stack_state, "pid", "redis").strip()), signal.SIGKILL)
-            supervisorctl(stack_state, "stop", "redis")
-            time.sleep(30)
-            supervisorctl(stack_state, "start", "redis")
-
-        fault("Redis SIGKILLed, back after 30 s", 50, kill_redis_for_30s, seed=104)
-
-        def bring_redis_back_with_less() -> None:
-            # As after an OS crash inside appendfsync's window, or a failover to a lagging replica: Redis comes
-            # back without the batches it acknowledged after its append-only file was copied.
-            aof = stack_state / "redis" / "appendonlydir"
-            client.bgrewriteaof()
-            assert wait_until(lambda: not rewriting(client), 60), "the AOF rewrite did not finish"
-            copied_at = batch_id(client)
-            shutil.copytree(aof, state / "aof-copy")
-            # Ten more one-second batches land in Redis, and in Spark's checkpoint.
-            assert wait_until(lambda: batch_id(client) >= copied_at + 10, 60), "no batches after the copy"
-            os.kill(int(supervisorctl(stack_state, "pid", "redis").strip()), signal.SIGKILL)
-            supervisorctl(stack_state, "stop", "redis")
-            shutil.rmtree(aof)
-            shutil.copytree(state / "aof-copy", aof)
-            supervisorctl(stack_state, "start", "redis")
-
-        fault("Redis back with less than it acknowledged", 40, bring_redis_back_with_less, seed=105)
-        spark_logs = (stack_state / "airflow" / "logs" / "clickstream-spark").rglob("*.log")
-        recounts = [line for log in spark_logs for line in log.read_text(errors="replace").splitlines()
-                    if "recounting batches" in line]  # fmt: skip
-        print("recounts:", recounts)
-        assert recounts, "the job did not notice the batches Redis lost"
-
-        watching.set()
-        print("\n" + "\n".join(json.dumps(row) for row in table))
-        for row in table:
+    def check_counts_and_drivers(self) -> None:
+        self._watching.set()
+        print("\n" + "\n".join(json.dumps(row) for row in self.table))
+        for row in self.table:
             assert row["cells_differing"] == 0 and row["redis_total"] == row["valid_total"], row
-        assert most_drivers[0] == 1, f"{most_drivers[0]} drivers ran on one checkpoint at once"
+        assert self.most_drivers == 1, f"{self.most_drivers} drivers ran on one checkpoint at once"
 
-        maildir = stack_state / "mail"
-        subjects = [
+    def spark_log_lines(self, text: str) -> list[str]:
+        logs = (self.stack_state / "airflow" / "logs" / "clickstream-spark").rglob("*.log")
+        return [line for log in logs for line in log.read_text(errors="replace").splitlines() if text in line]
+
+    def email_subjects(self) -> list[str]:
+        return [
             str(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["Subject"])
-            for p in sorted((maildir / "new").glob("*"))
+            for p in sorted((self.stack_state / "mail" / "new").glob("*"))
         ]
-        print("emails:", subjects)
-        assert any("RedisDown" in s for s in subjects), subjects
 
-        redis_layout.request_stop(client, reason="fault test done")
-        deadline = time.monotonic() + 180
+    def stop_streaming_job(self) -> None:
+        """Ask the job to stop as a user would; the run must end in success."""
+        redis_layout.request_stop(self.client, reason="fault test done")
         state_of_run = ""
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            listed = airflow(env, "dags", "list-runs", "clickstream_streaming", "--output", "json")
-            runs = json.loads(listed.strip().splitlines()[-1])
-            state_of_run = runs[0]["state"]
+            listed = airflow(self.env, "dags", "list-runs", "clickstream_streaming", "--output", "json")
+            state_of_run = json.loads(listed.strip().splitlines()[-1])[0]["state"]
             if state_of_run in ("success", "failed"):
                 break
             time.sleep(3)
         assert state_of_run == "success"
+
+    def tear_down(self, keep_logs: bool) -> subprocess.CompletedProcess[str]:
+        self._watching.set()
+        down = stack("down", self.env)
+        if keep_logs:  # a failure here is rare and slow to reproduce: what the stack said is kept for a look
+            kept = REPO / ".state" / "fault-test-logs"
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(self.stack_state / "logs", kept, dirs_exist_ok=True)
+            airflow_logs = self.stack_state / "airflow" / "logs"
+            for log in airflow_logs.rglob("*.log"):
+                target = kept / "airflow" / log.relative_to(airflow_logs)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(log, target)
+            for log in self.state.glob("producer-*.log"):
+                shutil.copy(log, kept / log.name)
+            print(f"the stack's logs are kept in {kept}")
+        return down
+
+
+def kill_driver_three_times(run: FaultedStack) -> None:
+    for _ in range(3):
+        jvm = run.drivers()[0]
+        os.killpg(os.getpgid(jvm.pid), signal.SIGKILL)
+        restarted = wait_until(lambda: any(d.pid != jvm.pid for d in run.drivers()), 180)  # noqa: B023
+        assert restarted, "the job was not restarted"
+        time.sleep(5)  # let the new driver get going before the next kill
+
+
+def kill_triggerer_and_restart_scheduler(run: FaultedStack) -> None:
+    os.kill(int(run.supervisorctl("pid", "airflow-triggerer").strip()), signal.SIGKILL)  # supervisord restarts it
+    time.sleep(5)
+    run.supervisorctl("restart", "airflow-scheduler")
+
+
+def kill_kafka_for_20s(run: FaultedStack) -> None:
+    run.kill_part("kafka")
+    time.sleep(20)
+    run.supervisorctl("start", "kafka")
+
+
+def kill_redis_for_30s(run: FaultedStack) -> None:
+    run.kill_part("redis")
+    time.sleep(30)
+    run.supervisorctl("start", "redis")
+
+
+def bring_redis_back_with_less(run: FaultedStack) -> None:
+    """As after an OS crash inside appendfsync's window, or a failover to a lagging replica: Redis comes back
+    without the batches it acknowledged after its append-only file was copied."""
+    aof = run.stack_state / "redis" / "appendonlydir"
+    run.client.bgrewriteaof()
+    assert wait_until(lambda: not rewriting(run.client), 60), "the AOF rewrite did not finish"
+    copied_at = batch_id(run.client)
+    shutil.copytree(aof, run.state / "aof-copy")
+    # Ten more one-second batches land in Redis, and in Spark's checkpoint.
+    assert wait_until(lambda: batch_id(run.client) >= copied_at + 10, 60), "no batches after the copy"
+    run.kill_part("redis")
+    shutil.rmtree(aof)
+    shutil.copytree(run.state / "aof-copy", aof)
+    run.supervisorctl("start", "redis")
+
+
+def test_faults_on_the_running_stack_lose_and_double_count_nothing():
+    run = FaultedStack()
+    try:
+        up_and_check(run.env)
+        run.start_streaming_job()
+        run.inject("driver SIGKILLed 3 times", 60, kill_driver_three_times, seed=101)
+        watched = [d.pid for d in run.drivers()]
+        run.inject("triggerer SIGKILLed, scheduler restarted", 40, kill_triggerer_and_restart_scheduler, seed=102)
+        # The same job ran on throughout: the new triggerer took over watching it; nothing relaunched it.
+        assert [d.pid for d in run.drivers()] == watched
+        run.inject("Kafka broker SIGKILLed, back after 20 s", 40, kill_kafka_for_20s, seed=103)
+        run.inject("Redis SIGKILLed, back after 30 s", 50, kill_redis_for_30s, seed=104)
+        run.inject("Redis back with less than it acknowledged", 40, bring_redis_back_with_less, seed=105)
+        recounts = run.spark_log_lines("recounting batches")
+        print("recounts:", recounts)
+        assert recounts, "the job did not notice the batches Redis lost"
+        run.check_counts_and_drivers()
+        subjects = run.email_subjects()
+        print("emails:", subjects)
+        assert any("RedisDown" in s for s in subjects), subjects
+        run.stop_streaming_job()
     except BaseException:
-        keep_logs = True  # a failure here is rare and slow to reproduce: what the stack said is kept for a look
+        keep_logs = True
         raise
     else:
         keep_logs = bool(os.environ.get("CLICKSTREAM_KEEP_FAULT_LOGS"))
     finally:
-        watching.set()
-        down = stack("down", env)
-        if keep_logs:
-            kept = REPO / ".state" / "fault-test-logs"
-            shutil.rmtree(kept, ignore_errors=True)
-            shutil.copytree(stack_state / "logs", kept, dirs_exist_ok=True)
-            for log in (stack_state / "airflow" / "logs").rglob("*.log"):
-                target = kept / "airflow" / log.relative_to(stack_state / "airflow" / "logs")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(log, target)
-            for log in state.glob("producer-*.log"):
-                shutil.copy(log, kept / log.name)
-            print(f"the stack's logs are kept in {kept}")
+        down = run.tear_down(keep_logs)
     assert down.returncode == 0, down.stderr
-    shutil.rmtree(state, ignore_errors=True)
+    shutil.rmtree(run.state, ignore_errors=True)
