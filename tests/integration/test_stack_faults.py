@@ -179,8 +179,19 @@ class FaultedStack:
         return supervisorctl(self.stack_state, *args)
 
     def kill_part(self, name: str) -> None:
-        """SIGKILL a supervised part and keep it down (supervisord restarts what dies) until started again."""
-        os.kill(int(self.supervisorctl("pid", name).strip()), signal.SIGKILL)
+        """SIGKILL a supervised part and keep it down until started again.
+
+        supervisord restarts what dies at once; a stop sent while that restart is still STARTING can hang for
+        its whole stopwaitsecs (seen: 24 s with Redis serving all along), so the stop waits for it to settle.
+        """
+        pid = int(self.supervisorctl("pid", name).strip())
+        os.kill(pid, signal.SIGKILL)
+
+        def settled() -> bool:  # supervisord has seen the death, and its restart (if any) is past STARTING
+            status = self.supervisorctl("status", name)
+            return "STARTING" not in status and f"pid {pid}," not in status
+
+        assert wait_until(settled, 30), f"{name} did not settle after SIGKILL: {self.supervisorctl('status', name)}"
         self.supervisorctl("stop", name)
 
     def start_streaming_job(self) -> None:
@@ -322,7 +333,8 @@ def test_faults_on_the_running_stack_lose_and_double_count_nothing():
         assert [d.pid for d in run.drivers()] == watched
         run.inject("Kafka broker SIGKILLed, back after 20 s", 40, kill_kafka_for_20s, seed=103)
         run.inject("Redis SIGKILLed, back after 30 s", 50, kill_redis_for_30s, seed=104)
-        run.inject("Redis back with less than it acknowledged", 40, bring_redis_back_with_less, seed=105)
+        # Long enough that events still arrive after the restore: the job finds the gap when its next batch runs.
+        run.inject("Redis back with less than it acknowledged", 90, bring_redis_back_with_less, seed=105)
         recounts = run.spark_log_lines("recounting batches")
         print("recounts:", recounts)
         assert recounts, "the job did not notice the batches Redis lost"

@@ -61,7 +61,8 @@ class ClickstreamStreamingOperator(BaseOperator):
         Default: ``"clickstream-events-dlq"``.
     :param checkpoint_dir: Where Kafka offsets and the query's id survive restarts; keep it across runs, since
         a new checkpoint reads from ``starting_offsets`` and counts again. ``None`` means
-        ``$AIRFLOW_HOME/clickstream/checkpoint``. (templated) Default: ``None``.
+        ``$AIRFLOW_HOME/clickstream/checkpoint`` for ``clickstream-events`` and
+        ``$AIRFLOW_HOME/clickstream/checkpoint-<topic>`` for any other topic. (templated) Default: ``None``.
     :param watermark: How late an event may be and still count, as Spark's ``withWatermark`` takes it.
         (templated) Default: ``"2 minutes"``.
     :param trigger_interval: The micro-batch interval, as Spark's processing-time trigger takes it (not used
@@ -176,8 +177,13 @@ class ClickstreamStreamingOperator(BaseOperator):
     def _checkpoint(self) -> str:
         """Where Kafka offsets and the query's id survive restarts. Keep it across runs: a new checkpoint is a
         new query, which reads from its starting offsets and adds what it reads to Redis again."""
+        if self.checkpoint_dir:
+            return self.checkpoint_dir
         airflow_home = os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow"))
-        return self.checkpoint_dir or os.path.join(airflow_home, "clickstream", "checkpoint")
+        # One checkpoint per topic: a checkpoint holds its topic's offsets, and Spark refuses to go on from one
+        # whose topic is gone ("Some data may have been lost"), so another topic must not inherit it.
+        name = "checkpoint" if self.topic == TOPIC else f"checkpoint-{self.topic}"
+        return os.path.join(airflow_home, "clickstream", name)
 
     def application_args(self) -> list[str]:
         args = [

@@ -17,9 +17,11 @@ from clickstream.spark_job import SparkJobHandle, missing_application
 
 # Stands in for spark-submit: its own session, a child "driver" that names the application and stops on
 # SIGTERM after a moment, as the real driver does once its running batch is done.
+# Each stand-in prints "ready" once its SIGTERM handler is in place: a signal before that would find Python's
+# default handler and prove nothing about the handle.
 DRIVER = (
     "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.5), sys.exit(0)));"
-    " time.sleep(600)"
+    " print('ready', flush=True); time.sleep(600)"
 )
 
 
@@ -35,9 +37,10 @@ def start(tmp_path: Path, driver: str = DRIVER) -> SparkJobHandle:
         )  # fmt: skip
     handle = SparkJobHandle(proc.pid, psutil.Process(proc.pid).create_time(), str(log), int(time.time() * 1000),
                             str(app), socket.gethostname())  # fmt: skip
-    deadline = time.monotonic() + 10
-    while handle.python_driver() is None and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while "ready" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert "ready" in log.read_text(), log.read_text()
     return handle
 
 
@@ -60,7 +63,10 @@ def test_stop_lets_the_driver_finish_and_reports_it(tmp_path):
 
 
 def test_stop_kills_a_driver_that_ignores_sigterm_after_the_grace(tmp_path):
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True);"
+        " time.sleep(600)"
+    )
     handle = start(tmp_path, stubborn)
     started = time.monotonic()
     assert handle.stop(grace_s=1) is False
