@@ -40,32 +40,6 @@ from devstack.ports import free_port  # noqa: E402
 from devstack.processes import running  # noqa: E402
 from devstack.redis_server import RedisServer  # noqa: E402
 
-# The longest tests, each several minutes: started first, one on each half of the collection, because
-# xdist's worksteal deals each worker a contiguous half and then lets the idle one steal from the busy one.
-# Left in collection order they all fell in one half and ran one after another on the same worker.
-LONGEST_FIRST = (
-    ("test_stack_observability.py", "test_batch_reconciler.py", "test_redis_loss.py"),
-    ("test_stack_faults.py", "test_local_stack.py", "operators/test_streaming.py"),
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not hasattr(config, "workerinput"):  # only xdist's workers deal the tests out
-        return
-
-    def rank(item: pytest.Item, names: tuple[str, ...]) -> int | None:
-        path = item.nodeid.split("::")[0]
-        return next((i for i, name in enumerate(names) if path.endswith(name)), None)
-
-    first, second = LONGEST_FIRST
-    head = sorted((i for i in items if rank(i, first) is not None), key=lambda i: rank(i, first))
-    middle = sorted((i for i in items if rank(i, second) is not None), key=lambda i: rank(i, second))
-    rest = [i for i in items if i not in head and i not in middle]
-    half = len(items) // 2
-    # [head, rest up to the half] [middle, the remaining rest]: each half opens with its long tests.
-    cut = max(half - len(head), 0)
-    items[:] = head + rest[:cut] + middle + rest[cut:]
-
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)

@@ -7,6 +7,8 @@ the numbers the benchmark prints are the numbers users get.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from array import array
 from collections import Counter
@@ -152,8 +154,16 @@ class BurstProducer:
         interval = 1.0 / rate if rate else 0.0
         sent = 0
         nbytes = 0
+        # Ctrl-C sets a flag that the loop reads between records. A KeyboardInterrupt raised between a
+        # record's produce() and its counting would leave one delivered record outside `sent` and the truth.
+        interrupt = threading.Event()
+        previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupt.set())
         try:
             for record in records:
+                if interrupt.is_set():
+                    raise KeyboardInterrupt
                 while True:
                     try:
                         produce(topic, record.value, record.key, on_delivery=on_delivery)
@@ -179,6 +189,8 @@ class BurstProducer:
             stats.interrupted = True
             log.warning("interrupted after %d records: flushing what was sent", sent)
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
             stats.sent, stats.bytes_sent = sent, nbytes
             remaining = self.producer.flush(flush_timeout_s)
             stats.elapsed_s = time.monotonic() - started
