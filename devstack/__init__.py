@@ -1,6 +1,6 @@
 """The local stack: each real part of the pipeline configured, started and health-checked on one machine.
 
-``python -m devstack up|down|status`` (``make up``/``make down``/``make status``) hands the parts to
+``python -m devstack up|down|status|demo`` (``make up``/``down``/``status``/``demo``) hands the parts to
 supervisord; the test fixtures and the benchmarks import the same modules to run a broker, a Redis or a
 monitoring part of their own on free loopback ports. One module per concern:
 
@@ -11,6 +11,8 @@ monitoring part of their own on free loopback ports. One module per concern:
 - ``spark``: spark-submit commands with the project's connector jars and Spark defaults
 - ``monitoring``: statsd_exporter, redis_exporter, Prometheus, Alertmanager and the mail sink
 - ``airflow_parts``: Airflow's components, their health, secrets and metadata DB migration
+- ``airflow_api``: the running Airflow's REST API, as the local admin
+- ``demo``: what ``make demo`` runs on the stack: trigger the pipeline, wait, show the counts
 - ``supervisor``: the supervisord configuration and control
 - ``stack``: which parts make the stack, and bringing it up and down
 - ``__main__``: the command line

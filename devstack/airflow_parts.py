@@ -57,28 +57,65 @@ def load_secrets() -> None:
     if not secrets_file.exists():
         from cryptography.fernet import Fernet
 
-        tmp = secrets_file.with_suffix(".tmp")  # written whole or not at all: an interrupted `up` leaves no half file
-        tmp.write_text(
-            json.dumps(
-                {
-                    "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-                    "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-                    "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-                }
-            )
+        write_private(
+            secrets_file,
+            {
+                "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            },
         )
-        tmp.chmod(0o600)
-        tmp.replace(secrets_file)
     for key, value in json.loads(secrets_file.read_text()).items():
         os.environ.setdefault(key, value)
 
 
+# The UI's users and their SimpleAuthManager roles (airflow.cfg's simple_auth_manager_users says the same).
+USERS = {"admin": "admin", "viewer": "viewer"}
+
+
+def passwords_file(airflow_home: Path | None = None) -> Path:
+    """Where the UI users' passwords are kept (airflow.cfg's simple_auth_manager_passwords_file)."""
+    return (airflow_home or Path(os.environ["AIRFLOW_HOME"])) / "simple_auth_manager_passwords.json"
+
+
+def passwords(airflow_home: Path | None = None) -> dict[str, str]:
+    """Each UI user's password, generated at the first `up` and kept, readable by its owner only.
+
+    Written before the api-server starts: given no password, Airflow would make one up and print it to its log.
+    """
+    path = passwords_file(airflow_home)
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if set(USERS) - set(known):
+        known = {user: known.get(user) or secrets.token_urlsafe(18) for user in USERS}
+        write_private(path, known)
+    path.chmod(0o600)
+    return known
+
+
+def write_private(path: Path, content: dict[str, str]) -> None:
+    """``content`` as JSON in ``path``, readable by its owner only from the first byte, and whole or not at all
+    (an interrupted `up` leaves no half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(content, out)
+    tmp.replace(path)
+
+
+def login_hint() -> str:
+    """The UI's users, their passwords and where those are kept: what `make up` and `make demo` print."""
+    known = passwords()
+    users = ", ".join(f"{user} ({USERS[user]}) password {known[user]}" for user in USERS)
+    return f"[airflow] log in as {users}; kept in {passwords_file()} (readable by its owner only)"
+
+
 def migrate() -> None:
-    """Write the admin password file and run `airflow db migrate` (a no-op on an up-to-date DB, so always run)."""
+    """Make sure the UI users have passwords and run `airflow db migrate` (a no-op on an up-to-date DB)."""
     airflow_home = Path(os.environ["AIRFLOW_HOME"])
     (airflow_home / "plugins").mkdir(parents=True, exist_ok=True)
-    passwords = airflow_home / "simple_auth_manager_passwords.json"
-    passwords.write_text(json.dumps({"admin": os.environ.get("CLICKSTREAM_ADMIN_PASSWORD", "admin")}))
+    passwords(airflow_home)
     result = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], capture_output=True, text=True)
     if result.returncode != 0:
         raise StackError(f"`airflow db migrate` failed:\n{result.stderr[-3000:]}")

@@ -157,6 +157,8 @@ def up() -> None:
     started = time.monotonic()
     start_programs([p.name for p in components])
     wait_healthy(components, started)
+    print(f"[up] Airflow UI http://127.0.0.1:{airflow_parts.api_port()}", flush=True)
+    print(airflow_parts.login_hint(), flush=True)
 
 
 def start_programs(names: list[str]) -> None:

@@ -3,4 +3,4 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$CLICKSTREAM_HOME"
-python scripts/demo.py --dag-id clickstream_pipeline
+python -m devstack demo --dag-id clickstream_pipeline

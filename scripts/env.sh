@@ -19,7 +19,6 @@ export CLICKSTREAM_KAFKA_PORT="${CLICKSTREAM_KAFKA_PORT:-9092}"
 export CLICKSTREAM_KAFKA_CONTROLLER_PORT="${CLICKSTREAM_KAFKA_CONTROLLER_PORT:-9097}"
 export CLICKSTREAM_REDIS_PORT="${CLICKSTREAM_REDIS_PORT:-6379}"
 export CLICKSTREAM_AIRFLOW_PORT="${CLICKSTREAM_AIRFLOW_PORT:-8080}"
-export CLICKSTREAM_ADMIN_PASSWORD="${CLICKSTREAM_ADMIN_PASSWORD:-admin}"
 # Monitoring (each tool's usual port): Prometheus, Alertmanager, statsd_exporter (web; StatsD itself on UDP
 # 9125), redis_exporter, the broker's JMX metrics, the mail catcher's SMTP port, a streaming driver's UI.
 export CLICKSTREAM_PROMETHEUS_PORT="${CLICKSTREAM_PROMETHEUS_PORT:-9090}"

@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.ports import free_port
+from devstack.airflow_api import AirflowApi
+from devstack.ports import free_port, port_in_use
 
 REPO = Path(__file__).resolve().parent.parent
 STACK_PARTS = (
@@ -58,11 +60,9 @@ def stack_env(state: Path, db: str = "sqlite", **ports: int) -> dict[str, str]:
     )
     env.update({variable: str(ports[name]) for name, variable in MONITORING_PORT_VARIABLES.items()})
     # Airflow's log servers (the scheduler's and the triggerer's): two stacks at once must not share them.
-    # DAG files parsed every 10 s rather than 30: the tests wait for a changed Variable to reach the DAG.
     env.update(
         AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(ports["worker_logs"]),
         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(ports["trigger_logs"]),
-        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="10",
     )
     return env
 
@@ -107,7 +107,8 @@ def state_dir() -> Path:
 def run_demo(env: dict[str, str], dag_id: str, timeout: float = 400) -> str:
     """`make demo`'s driver against the stack: trigger ``dag_id``, wait for it, return what it printed."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts/demo.py"), "--dag-id", dag_id, "--timeout", str(timeout)],
+        [sys.executable, "-m", "devstack", "demo", "--dag-id", dag_id, "--timeout", str(timeout)],
+        cwd=REPO,
         capture_output=True,
         text=True,
         env=env,
@@ -118,8 +119,10 @@ def run_demo(env: dict[str, str], dag_id: str, timeout: float = 400) -> str:
     return result.stdout
 
 
-def up_and_check(env: dict[str, str], extra_parts: tuple[str, ...] = ()) -> None:
-    """`make up`, every part healthy and running; a second `up` is a health check, not a second stack."""
+def up_and_check(env: dict[str, str], extra_parts: tuple[str, ...] = ()) -> str:
+    """`make up`, every part healthy and running; a second `up` is a health check, not a second stack.
+
+    Returns what the first `up` printed."""
     parts = (*STACK_PARTS, *extra_parts)
     up = stack("up", env)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -129,3 +132,68 @@ def up_and_check(env: dict[str, str], extra_parts: tuple[str, ...] = ()) -> None
     assert status.stdout.count("RUNNING") == len(parts), status.stdout
     again = stack("up", env)
     assert again.returncode == 0 and "already running" in again.stdout
+    return up.stdout
+
+
+@dataclass
+class LocalStack:
+    """A running `make up` stack on ports of its own: its ports, its state folder and its environment."""
+
+    ports: dict[str, int]
+    root: Path  # holds the stack's state folder and whatever a test keeps beside it
+    env: dict[str, str]
+    api: AirflowApi = field(init=False)
+    up_output: str = ""
+
+    def __post_init__(self) -> None:
+        self.api = self.api_as("admin")
+
+    def api_as(self, username: str, password: str | None = None) -> AirflowApi:
+        """The stack's REST API as ``username``, with the password the stack generated unless given one."""
+        return AirflowApi(self.ports["airflow"], username, password, airflow_home=self.state / "airflow")
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    def supervisorctl(self, *args: str) -> str:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(self.state / "supervisord.conf"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return result.stdout + result.stderr
+
+    def keep_logs(self, kept: Path) -> None:
+        """Copy what the stack's parts and Airflow's tasks logged to ``kept``: a failure here is slow to reproduce."""
+        import shutil
+
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+        if (self.state / "logs").is_dir():
+            shutil.copytree(self.state / "logs", kept, dirs_exist_ok=True)
+        airflow_logs = self.state / "airflow" / "logs"
+        for log in airflow_logs.rglob("*.log"):
+            target = kept / "airflow" / log.relative_to(airflow_logs)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, target)
+        for log in self.root.glob("*.log"):
+            shutil.copy(log, kept / log.name)
+
+    def down_and_check(self) -> None:
+        """`make down`: it succeeds and nothing of the stack listens any more."""
+        down = stack("down", self.env)
+        assert down.returncode == 0, down.stderr
+        for name in ("kafka", "redis", "airflow", "prometheus", "alertmanager", "smtp", "statsd_exporter",
+                     "worker_logs"):  # fmt: skip
+            assert not port_in_use(self.ports[name]), f"{name} still listens on {self.ports[name]} after down"
+
+
+def local_stack_on_free_ports() -> LocalStack:
+    """A stack not started yet, with fast scrapes and alerts (Alertmanager mails 1 s after an alert held 5 s)."""
+    ports = free_ports()
+    root = state_dir()
+    env = stack_env(root / "state", "sqlite", **ports)
+    env.update(CLICKSTREAM_SCRAPE_INTERVAL="2s", CLICKSTREAM_ALERT_FOR="5s", CLICKSTREAM_ALERT_GROUP_WAIT="1s")
+    return LocalStack(ports, root, env)

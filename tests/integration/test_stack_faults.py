@@ -36,34 +36,16 @@ import psutil
 import pytest
 import redis
 from spark_jobs import all_counts
-from stack_helpers import REPO, free_ports, stack, stack_env, state_dir, up_and_check
+from stack_helpers import LocalStack
 
 from clickstream import redis_layout
 from clickstream.schema import window_label
 from clickstream.traffic import TrafficConfig, ground_truth
 from devstack.processes import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.xdist_group("local_stack")]
 
 RATE = 1000  # events/s from the producer CLI
-
-
-def airflow(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), *args], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return result.stdout
-
-
-def supervisorctl(state: Path, *args: str) -> str:
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(state / "supervisord.conf"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return result.stdout + result.stderr
 
 
 def drivers(checkpoint: Path) -> list[psutil.Process]:
@@ -156,18 +138,17 @@ def wait_until_exact(client: redis.Redis, truth: Counter, timeout: float) -> flo
 
 
 class FaultedStack:
-    """The stack under test, its streaming job, and the ground truth of every event delivered so far."""
+    """The stack under test, its streaming job, and the ground truth of every event delivered so far.
 
-    def __init__(self) -> None:
-        self.ports = free_ports()
-        self.state = state_dir()
-        self.stack_state = self.state / "state"
-        self.env = stack_env(self.stack_state, "sqlite", **self.ports)
-        # Alerts fire 5 s after their condition holds, and Alertmanager mails 1 s after that.
-        self.env.update(CLICKSTREAM_SCRAPE_INTERVAL="2s", CLICKSTREAM_ALERT_FOR="5s", CLICKSTREAM_ALERT_GROUP_WAIT="1s")
-        self.checkpoint = self.stack_state / "airflow" / "clickstream" / "checkpoint"
-        self.client = redis.Redis(port=self.ports["redis"])
-        self.truth: Counter = Counter()
+    The stack may hold counts from the tests before this one: Redis must equal those plus the ground truth.
+    """
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.env = stack.env
+        self.checkpoint = stack.state / "airflow" / "clickstream" / "checkpoint"
+        self.client = redis.Redis(port=stack.ports["redis"])
+        self.truth: Counter = all_counts(self.client)
         self.table: list[dict] = []
         self.most_drivers = 0
         self._watching = threading.Event()
@@ -176,7 +157,7 @@ class FaultedStack:
         return drivers(self.checkpoint)
 
     def supervisorctl(self, *args: str) -> str:
-        return supervisorctl(self.stack_state, *args)
+        return self.stack.supervisorctl(*args)
 
     def kill_part(self, name: str) -> None:
         """SIGKILL a supervised part and keep it down until started again.
@@ -195,13 +176,12 @@ class FaultedStack:
         self.supervisorctl("stop", name)
 
     def start_streaming_job(self) -> None:
-        deadline = time.monotonic() + 120
-        while "clickstream_streaming" not in airflow(self.env, "dags", "list", "--output", "plain"):
-            assert time.monotonic() < deadline, "the dag-processor did not parse clickstream_streaming"
-            time.sleep(3)
-        airflow(self.env, "dags", "unpause", "clickstream_streaming")
-        conf = json.dumps({"max_restarts": 10, "stall_timeout_s": 90, "trigger_interval": "1 second"})
-        airflow(self.env, "dags", "trigger", "clickstream_streaming", "--conf", conf)
+        api = self.stack.api
+        api.wait_for_dag("clickstream_streaming", 120)
+        api.unpause("clickstream_streaming")
+        self.run_id = api.trigger(
+            "clickstream_streaming", {"max_restarts": 10, "stall_timeout_s": 90, "trigger_interval": "1 second"}
+        )
         assert wait_until(lambda: bool(self.drivers()), 240, interval=1), "the streaming job did not start in 240s"
         threading.Thread(target=self._watch_drivers, daemon=True).start()
 
@@ -212,7 +192,7 @@ class FaultedStack:
 
     def inject(self, name: str, duration_s: float, fault: Callable[[FaultedStack], None], seed: int) -> None:
         """``fault`` while the producer sends for ``duration_s``; then Redis must equal the ground truth."""
-        producer = Producer(self.env, duration_s, seed, self.state / f"producer-{seed}.log")
+        producer = Producer(self.env, duration_s, seed, self.stack.root / f"producer-{seed}.log")
         producer.wait_delivering()  # mid-stream
         fault(self)
         truth, sent = producer.truth(timeout=duration_s + 180)
@@ -238,44 +218,20 @@ class FaultedStack:
         assert self.most_drivers == 1, f"{self.most_drivers} drivers ran on one checkpoint at once"
 
     def spark_log_lines(self, text: str) -> list[str]:
-        logs = (self.stack_state / "airflow" / "logs" / "clickstream-spark").rglob("*.log")
+        logs = (self.stack.state / "airflow" / "logs" / "clickstream-spark").rglob("*.log")
         return [line for log in logs for line in log.read_text(errors="replace").splitlines() if text in line]
 
     def email_subjects(self) -> list[str]:
         return [
             str(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["Subject"])
-            for p in sorted((self.stack_state / "mail" / "new").glob("*"))
+            for p in sorted((self.stack.state / "mail" / "new").glob("*"))
         ]
 
     def stop_streaming_job(self) -> None:
         """Ask the job to stop as a user would; the run must end in success."""
-        redis_layout.request_stop(self.client, reason="fault test done")
-        state_of_run = ""
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            listed = airflow(self.env, "dags", "list-runs", "clickstream_streaming", "--output", "json")
-            state_of_run = json.loads(listed.strip().splitlines()[-1])[0]["state"]
-            if state_of_run in ("success", "failed"):
-                break
-            time.sleep(3)
-        assert state_of_run == "success"
-
-    def tear_down(self, keep_logs: bool) -> subprocess.CompletedProcess[str]:
         self._watching.set()
-        down = stack("down", self.env)
-        if keep_logs:  # a failure here is rare and slow to reproduce: what the stack said is kept for a look
-            kept = REPO / ".state" / "fault-test-logs"
-            shutil.rmtree(kept, ignore_errors=True)
-            shutil.copytree(self.stack_state / "logs", kept, dirs_exist_ok=True)
-            airflow_logs = self.stack_state / "airflow" / "logs"
-            for log in airflow_logs.rglob("*.log"):
-                target = kept / "airflow" / log.relative_to(airflow_logs)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(log, target)
-            for log in self.state.glob("producer-*.log"):
-                shutil.copy(log, kept / log.name)
-            print(f"the stack's logs are kept in {kept}")
-        return down
+        redis_layout.request_stop(self.client, reason="fault test done")
+        assert self.stack.api.wait_for_run("clickstream_streaming", self.run_id, 180) == "success"
 
 
 def kill_driver_three_times(run: FaultedStack) -> None:
@@ -308,47 +264,36 @@ def kill_redis_for_30s(run: FaultedStack) -> None:
 def bring_redis_back_with_less(run: FaultedStack) -> None:
     """As after an OS crash inside appendfsync's window, or a failover to a lagging replica: Redis comes back
     without the batches it acknowledged after its append-only file was copied."""
-    aof = run.stack_state / "redis" / "appendonlydir"
+    aof = run.stack.state / "redis" / "appendonlydir"
     run.client.bgrewriteaof()
     assert wait_until(lambda: not rewriting(run.client), 60), "the AOF rewrite did not finish"
     copied_at = batch_id(run.client)
-    shutil.copytree(aof, run.state / "aof-copy")
+    shutil.copytree(aof, run.stack.root / "aof-copy")
     # Ten more one-second batches land in Redis, and in Spark's checkpoint.
     assert wait_until(lambda: batch_id(run.client) >= copied_at + 10, 60), "no batches after the copy"
     run.kill_part("redis")
     shutil.rmtree(aof)
-    shutil.copytree(run.state / "aof-copy", aof)
+    shutil.copytree(run.stack.root / "aof-copy", aof)
     run.supervisorctl("start", "redis")
 
 
-def test_faults_on_the_running_stack_lose_and_double_count_nothing():
-    run = FaultedStack()
-    try:
-        up_and_check(run.env)
-        run.start_streaming_job()
-        run.inject("driver SIGKILLed 3 times", 60, kill_driver_three_times, seed=101)
-        watched = [d.pid for d in run.drivers()]
-        run.inject("triggerer SIGKILLed, scheduler restarted", 40, kill_triggerer_and_restart_scheduler, seed=102)
-        # The same job ran on throughout: the new triggerer took over watching it; nothing relaunched it.
-        assert [d.pid for d in run.drivers()] == watched
-        run.inject("Kafka broker SIGKILLed, back after 20 s", 40, kill_kafka_for_20s, seed=103)
-        run.inject("Redis SIGKILLed, back after 30 s", 50, kill_redis_for_30s, seed=104)
-        # Long enough that events still arrive after the restore: the job finds the gap when its next batch runs.
-        run.inject("Redis back with less than it acknowledged", 90, bring_redis_back_with_less, seed=105)
-        recounts = run.spark_log_lines("recounting batches")
-        print("recounts:", recounts)
-        assert recounts, "the job did not notice the batches Redis lost"
-        run.check_counts_and_drivers()
-        subjects = run.email_subjects()
-        print("emails:", subjects)
-        assert any("RedisDown" in s for s in subjects), subjects
-        run.stop_streaming_job()
-    except BaseException:
-        keep_logs = True
-        raise
-    else:
-        keep_logs = bool(os.environ.get("CLICKSTREAM_KEEP_FAULT_LOGS"))
-    finally:
-        down = run.tear_down(keep_logs)
-    assert down.returncode == 0, down.stderr
-    shutil.rmtree(run.state, ignore_errors=True)
+def test_faults_on_the_running_stack_lose_and_double_count_nothing(local_stack: LocalStack):
+    run = FaultedStack(local_stack)
+    run.start_streaming_job()
+    run.inject("driver SIGKILLed 3 times", 60, kill_driver_three_times, seed=101)
+    watched = [d.pid for d in run.drivers()]
+    run.inject("triggerer SIGKILLed, scheduler restarted", 40, kill_triggerer_and_restart_scheduler, seed=102)
+    # The same job ran on throughout: the new triggerer took over watching it; nothing relaunched it.
+    assert [d.pid for d in run.drivers()] == watched
+    run.inject("Kafka broker SIGKILLed, back after 20 s", 40, kill_kafka_for_20s, seed=103)
+    run.inject("Redis SIGKILLed, back after 30 s", 50, kill_redis_for_30s, seed=104)
+    # Long enough that events still arrive after the restore: the job finds the gap when its next batch runs.
+    run.inject("Redis back with less than it acknowledged", 90, bring_redis_back_with_less, seed=105)
+    recounts = run.spark_log_lines("recounting batches")
+    print("recounts:", recounts)
+    assert recounts, "the job did not notice the batches Redis lost"
+    run.check_counts_and_drivers()
+    subjects = run.email_subjects()
+    print("emails:", subjects)
+    assert any("RedisDown" in s for s in subjects), subjects
+    run.stop_streaming_job()

@@ -113,6 +113,19 @@ def test_prometheus_targets_name_compose_services_and_their_ports(project):
 
 def test_no_secret_has_a_value_in_the_compose_file():
     text = (REPO / "docker-compose.yml").read_text()
-    for secret in ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD"):
+    secrets = ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_VIEWER_PASSWORD",
+               "GRAFANA_ADMIN_PASSWORD")  # fmt: skip
+    for secret in secrets:
         assert f"${{{secret}:?" in text
     assert not (REPO / ".env").exists() or ".env" in (REPO / ".gitignore").read_text().split()
+
+
+def test_the_ui_users_passwords_come_from_env_into_a_private_file(project):
+    init, api = project["services"]["airflow-init"], project["services"]["airflow-apiserver"]
+    path = api["environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    assert api["environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin,viewer:viewer"
+    script = " ".join(init["command"])
+    assert script.startswith("umask 077 ") and f"> {path} " in script and script.endswith("airflow db migrate")
+    assert init["environment"]["AIRFLOW_ADMIN_PASSWORD"] == "change-me"  # from .env.example
+    # Only the init container sees the passwords; the long-running components read the file.
+    assert not {"AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_VIEWER_PASSWORD"} & set(api["environment"])
