@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import tempfile
@@ -50,19 +51,23 @@ TARGETS = {"sustained_events_per_s": 100_000, "ratio_to_batch": 0.7, "p50_ms": 1
 MAX_OFFSETS_PER_TRIGGER = 1_000_000
 
 
-def spark_job(app: Path, args: list[str], log: Path) -> subprocess.Popen:
+def spark_job(app: Path, args: list[str], log: Path, redis_url: str) -> subprocess.Popen:
+    """The application as the operators submit it: Redis's URL, credentials included, in its environment."""
     with open(log, "wb") as out:
         return subprocess.Popen(spark_submit_command(app, *args, master="local[*]"), stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "REDIS_URL": redis_url})  # fmt: skip
 
 
-def sustained(broker, redis_port: int, workdir: Path, topic: str, dlq: str, events: int, sustain_s: float) -> dict:
-    client = redis.Redis(port=redis_port)
+def sustained(
+    broker, redis_server: RedisServer, workdir: Path, topic: str, dlq: str, events: int, sustain_s: float
+) -> dict:
+    client = redis_server.client("admin")
     client.flushdb()
     args = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic, "--dead-letter-topic", dlq,
-            "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--checkpoint-dir", str(workdir / "ckpt-sustained"),
+            "--checkpoint-dir", str(workdir / "ckpt-sustained"),
             "--trigger", "0 seconds", "--max-offsets-per-trigger", str(MAX_OFFSETS_PER_TRIGGER)]  # fmt: skip
-    job = spark_job(STREAMING_APP, args, workdir / "sustained.log")
+    job = spark_job(STREAMING_APP, args, workdir / "sustained.log", redis_server.url("writer"))
     key = redis_layout.progress_key("clickstream_counts")
     batches: dict[int, tuple[float, int]] = {}  # batch id -> (time seen, input rows)
     try:
@@ -90,13 +95,13 @@ def sustained(broker, redis_port: int, workdir: Path, topic: str, dlq: str, even
     return {"seconds": round(seconds, 1), "rows": rows, "events_per_s": rows / seconds, "batches": len(ordered) - 1}
 
 
-def latency(broker, redis_port: int, workdir: Path, topic: str, dlq: str, seconds: float) -> dict:
-    client = redis.Redis(port=redis_port)
+def latency(broker, redis_server: RedisServer, workdir: Path, topic: str, dlq: str, seconds: float) -> dict:
+    client = redis_server.client("admin")
     client.flushdb()
     args = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic, "--dead-letter-topic", dlq,
-            "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--checkpoint-dir", str(workdir / "ckpt-latency"),
+            "--checkpoint-dir", str(workdir / "ckpt-latency"),
             "--trigger", "1 second", "--starting-offsets", "latest"]  # fmt: skip
-    job = spark_job(STREAMING_APP, args, workdir / "latency.log")
+    job = spark_job(STREAMING_APP, args, workdir / "latency.log", redis_server.url("writer"))
     key = redis_layout.progress_key("clickstream_counts")
     try:
         deadline = time.monotonic() + 180
@@ -129,7 +134,7 @@ def latency(broker, redis_port: int, workdir: Path, topic: str, dlq: str, second
         done = threading.Event()
 
         def poll() -> None:
-            poller = redis.Redis(port=redis_port)
+            poller = redis_server.client("admin")
             while not done.is_set():
                 pipe = poller.pipeline(transaction=False)
                 windows = sorted(seen)
@@ -202,11 +207,11 @@ def _total_views(client: redis.Redis) -> int:
     return sum(int(client.hget(redis_layout.window_key(label), "total") or 0) for label in labels)
 
 
-def batch(broker, redis_port: int, workdir: Path, topic: str) -> dict:
+def batch(broker, redis_server: RedisServer, workdir: Path, topic: str) -> dict:
     report = workdir / "batch-report.json"
     args = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic,
-            "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--report-file", str(report)]  # fmt: skip
-    job = spark_job(BATCH_APP, args, workdir / "batch.log")
+            "--report-file", str(report)]  # fmt: skip
+    job = spark_job(BATCH_APP, args, workdir / "batch.log", redis_server.url("reconciler"))
     if job.wait(1800) != 0:
         raise RuntimeError(f"the batch application failed; see {workdir / 'batch.log'}")
     data = json.loads(report.read_text())
@@ -234,11 +239,11 @@ def run(events: int = 120_000_000, sustain_s: float = 180.0, latency_s: float = 
         )
         assert loaded.delivered == events, loaded.to_dict()
         print(f"[bench] streaming: sustained run ({sustain_s:.0f}s at least)", flush=True)
-        sus = sustained(broker, redis_server.port, workdir, "backlog", "dlq", events, sustain_s)
+        sus = sustained(broker, redis_server, workdir, "backlog", "dlq", events, sustain_s)
         print(f"[bench] streaming: latency at 1,000 events/s for {latency_s:.0f}s", flush=True)
-        lat = latency(broker, redis_server.port, workdir, "live", "dlq", latency_s)
+        lat = latency(broker, redis_server, workdir, "live", "dlq", latency_s)
         print("[bench] streaming: batch application over the same backlog", flush=True)
-        bat = batch(broker, redis_server.port, workdir, "backlog")
+        bat = batch(broker, redis_server, workdir, "backlog")
     ratio = sus["events_per_s"] / bat["events_per_s"]
 
     def verdict(ok: bool) -> str:

@@ -17,7 +17,8 @@ SLA: a Deadline Alert emails (``smtp_default``) when a run has not finished ``cl
 
 A failed task emails the same recipients (``smtp_default``) with its error and a link to its log.
 
-Connections: kafka_default, redis_default, spark_default, smtp_default. Variable ``clickstream_spark_jars``:
+Connections: kafka_default, spark_default, smtp_default, and one per Redis user: redis_default (the streaming
+job writes), redis_reconciler (repairs), redis_reader (the SLA check reads). Variable ``clickstream_spark_jars``:
 the Spark Kafka connector jars, comma-separated (empty when they are in Spark's own jars folder).
 """
 
@@ -113,6 +114,7 @@ with DAG(
         burst=start_producer.output,
         repair="{{ params.repair }}",
         jars=SPARK_JARS,
+        redis_conn_id="redis_reconciler",
     )
     verify_redis = ClickstreamRedisSlaSensor(
         task_id="verify_redis",
@@ -121,6 +123,7 @@ with DAG(
         freshness_s="{{ params.freshness_s }}",
         exact_totals="{{ params.exact_totals }}",
         timeout=120,
+        redis_conn_id="redis_reader",
     )
 
     create_kafka_topic >> start_producer >> stream_clicks >> run_spark_batch >> verify_redis

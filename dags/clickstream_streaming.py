@@ -4,8 +4,9 @@
 
 stream_clicks runs until asked to stop, restarting the job from its checkpoint when it crashes or
 stalls (up to ``max_restarts`` per task try; the task's own retries start a fresh budget). Ask it to
-stop with ``redis-cli HSET clickstream:control:streaming command stop requested_ms <epoch ms>`` (or
-``clickstream.redis_layout.request_stop``): the running batch finishes and the task succeeds.
+stop with ``redis-cli --user writer HSET clickstream:control:streaming command stop requested_ms <epoch ms>``
+(as the Redis user ``writer`` or ``admin``; or ``clickstream.redis_layout.request_stop``): the running batch
+finishes and the task succeeds.
 
 A failed task emails its error through ``smtp_default`` (recipients: the Variable
 ``clickstream_sla_email_to``). When the same micro-batch fails after every restart, the failure names

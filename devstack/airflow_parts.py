@@ -15,8 +15,12 @@ from pathlib import Path
 from devstack.errors import StackError
 from devstack.paths import STATE, VENV_BIN
 from devstack.ports import port_from_env
+from devstack.secret_files import generated_passwords, write_private
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# No log servers: every component shares this machine's log folder, which the api-server reads directly,
+# and Airflow's log servers listen on every interface (a port open to the network for nothing).
+COMPONENT_OPTIONS = {"scheduler": ("--skip-serve-logs",), "triggerer": ("--skip-serve-logs",)}
 
 
 def api_port() -> int:
@@ -83,25 +87,7 @@ def passwords(airflow_home: Path | None = None) -> dict[str, str]:
 
     Written before the api-server starts: given no password, Airflow would make one up and print it to its log.
     """
-    path = passwords_file(airflow_home)
-    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    if set(USERS) - set(known):
-        known = {user: known.get(user) or secrets.token_urlsafe(18) for user in USERS}
-        write_private(path, known)
-    path.chmod(0o600)
-    return known
-
-
-def write_private(path: Path, content: dict[str, str]) -> None:
-    """``content`` as JSON in ``path``, readable by its owner only from the first byte, and whole or not at all
-    (an interrupted `up` leaves no half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(content, out)
-    tmp.replace(path)
+    return generated_passwords(passwords_file(airflow_home), USERS)
 
 
 def login_hint() -> str:

@@ -6,23 +6,23 @@ their XComs (the burst's ground truth and the reconciler's report). The counts c
 
 from __future__ import annotations
 
-import os
 import time
 
 from devstack import airflow_parts
 from devstack.airflow_api import AirflowApi
+from devstack.paths import STATE
+from devstack.ports import port_from_env
+from devstack.redis_server import RedisServer
 
 
 def show_counts(burst: dict, top: int = 10) -> None:
     """The burst's busiest pages as Redis holds them, per window, beside what was sent."""
-    import redis
-
     from clickstream import redis_layout
     from clickstream.schema import WINDOW_MS, window_label
 
     truth = burst["ground_truth"]
     labels = [window_label(w) for w in range(truth["first_window_ms"], truth["last_window_ms"] + 1, WINDOW_MS)]
-    client = redis.Redis(port=int(os.environ.get("CLICKSTREAM_REDIS_PORT", "6379")))
+    client = RedisServer(STATE / "redis", port_from_env("CLICKSTREAM_REDIS_PORT", 6379)).client("reader")
     pages = sorted(truth["page_totals"], key=lambda p: -truth["page_totals"][p])[:top]
     cells = redis_layout.read_counts(client, pages)
     print(f"[demo] per-page counts in Redis (HGET click_count:<page> <window>), top {top} of the burst's pages:")

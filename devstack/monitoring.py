@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.paths import MONITORING
+from devstack.redis_server import RedisServer
+from devstack.secret_files import write_private
 
 
 def http_ok(url: str) -> bool:
@@ -109,14 +111,31 @@ class StatsdExporter:
 
 @dataclass
 class RedisExporter:
+    """redis_exporter as Redis's ``monitor`` user, its password read from a file of mode 0600."""
+
     ports: MonitoringPorts
-    redis_port: int
+    redis: RedisServer
+
+    @property
+    def address(self) -> str:
+        return f"redis://127.0.0.1:{self.redis.port}"
+
+    @property
+    def password_file(self) -> Path:
+        return self.redis.workdir / "exporter-password.json"
+
+    def prepare(self) -> None:
+        write_private(self.password_file, {self.address: self.redis.passwords()["monitor"]})
 
     def command(self) -> list[str]:
         return [
             binary("prometheus-redis-exporter"),
             "-redis.addr",
-            f"redis://127.0.0.1:{self.redis_port}",
+            self.address,
+            "-redis.user",
+            "monitor",
+            "-redis.password-file",
+            str(self.password_file),
             "-web.listen-address",
             f"127.0.0.1:{self.ports.redis_exporter}",
         ]

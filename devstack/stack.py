@@ -7,15 +7,12 @@ and then starts and waits for Airflow's components.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from devstack import airflow_parts, monitoring, supervisor
 from devstack.errors import StackError
@@ -62,7 +59,7 @@ class Topology:
         )
         parts = {
             "statsd-exporter": monitoring.StatsdExporter(ports, DEPS),
-            "redis-exporter": monitoring.RedisExporter(ports, redis_server.port),
+            "redis-exporter": monitoring.RedisExporter(ports, redis_server),
             "prometheus": monitoring.Prometheus(
                 STATE / "prometheus",
                 ports,
@@ -116,7 +113,7 @@ class Topology:
         return [
             Part(
                 f"airflow-{component}",
-                [airflow, component],
+                [airflow, component, *airflow_parts.COMPONENT_OPTIONS.get(component, ())],
                 airflow_parts.api_port() if component == "api-server" else None,
                 airflow_parts.component_healthy(component, since),
                 start_timeout=180,
@@ -140,6 +137,9 @@ def up() -> None:
         # Streaming jobs started by this stack's Airflow serve Spark's metrics where Prometheus looks for them.
         os.environ.setdefault("AIRFLOW_VAR_CLICKSTREAM_SPARK_METRICS_PORT", str(topology.ports.spark_metrics))
         topology.prepare()
+        # Airflow's components reach Redis as its ACL users (a connection set by the caller wins).
+        for name, uri in topology.redis.airflow_connections().items():
+            os.environ.setdefault(name, uri)
         supervisor.start(services + topology.airflow_parts())
     else:
         print("[up] supervisord is already running: starting whatever it does not run", flush=True)
@@ -219,29 +219,7 @@ def down() -> None:
     supervisorctl("shutdown")
     if not wait_until(lambda: not pid_alive(pid), 90, interval=0.5):
         os.kill(pid, signal.SIGKILL)
-    stop_log_servers()
     print("[down] stopped")
-
-
-def stop_log_servers() -> None:
-    """Stop the `airflow serve-logs` processes this stack's scheduler and triggerer left behind.
-
-    Airflow starts its log servers outside the components' process groups, so supervisord's group stop misses
-    them and they would keep their ports from the next stack. They are found by the ports this stack gave
-    them (their environment is unreadable once they set their process title).
-    """
-    ports = {
-        port_from_env("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", 8793),
-        port_from_env("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", 8794),
-    }
-    for conn in psutil.net_connections("tcp"):
-        if conn.status != psutil.CONN_LISTEN or conn.laddr.port not in ports or not conn.pid:
-            continue
-        with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(conn.pid)
-            if "serve-logs" in " ".join(proc.cmdline()):
-                proc.terminate()
-                proc.wait(10)
 
 
 def status() -> int:

@@ -54,9 +54,9 @@ export PATH="$CLICKSTREAM_VENV/bin:$PATH"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$CLICKSTREAM_STATE/airflow}"
 export AIRFLOW_CONFIG="${AIRFLOW_CONFIG:-$CLICKSTREAM_HOME/airflow_home/airflow.cfg}"
 
-# Connections of the local stack, as Airflow reads them from the environment.
+# Connections of the local stack, as Airflow reads them from the environment. Redis's (one per ACL user,
+# with generated passwords) are set by `make up` for the processes it starts: devstack/redis_server.py.
 export AIRFLOW_CONN_KAFKA_DEFAULT="${AIRFLOW_CONN_KAFKA_DEFAULT:-{\"conn_type\": \"kafka\", \"extra\": {\"bootstrap.servers\": \"127.0.0.1:$CLICKSTREAM_KAFKA_PORT\", \"group.id\": \"clickstream\"\}\}}"
-export AIRFLOW_CONN_REDIS_DEFAULT="${AIRFLOW_CONN_REDIS_DEFAULT:-redis://127.0.0.1:$CLICKSTREAM_REDIS_PORT/0}"
 export AIRFLOW_CONN_SMTP_DEFAULT="${AIRFLOW_CONN_SMTP_DEFAULT:-{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $CLICKSTREAM_SMTP_PORT, \"extra\": {\"disable_tls\": true, \"disable_ssl\": true, \"from_email\": \"airflow@clickstream.local\"\}\}}"
 export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"local[*]\", \"extra\": {\"deploy-mode\": \"client\"\}\}}"
 

@@ -6,11 +6,11 @@ cd "$CLICKSTREAM_HOME"
 ruff check plugins dags include scripts devstack tests bench
 unset PYTEST_ADDOPTS  # the suite runs as configured in pyproject.toml, whatever the caller's shell set
 set +e
-# Two workers, each taking the next tests as it frees up: most tests wait on JVMs, schedulers and
+# Two workers, each taking the next test module as it frees up: most tests wait on JVMs, schedulers and
 # brokers rather than compute, so the two cores overlap them. Each worker has its own broker, Redis,
-# Spark session and Airflow metadata DB (tests/conftest.py); stacks take free ports. Tests of one
-# xdist_group run on one worker, in order: the whole-stack tests share one `make up` that way.
-python -m pytest -n 2 --dist loadgroup "$@"
+# Spark session and Airflow metadata DB (tests/conftest.py); stacks take free ports. A module runs on one
+# worker, in order: the whole-stack tests share one `make up` that way (tests/integration/test_running_stack.py).
+python -m pytest -n 2 --dist loadscope "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -47,6 +47,15 @@ from devstack.processes import running  # noqa: E402
 from devstack.redis_server import RedisServer  # noqa: E402
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The whole-stack module first: it is the longest unit of work (a quarter of the suite), and started
+    last it would run alone at the end while the other worker idles."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != RUNNING_STACK_MODULE)
+
+
+RUNNING_STACK_MODULE = "tests/integration/test_running_stack.py"
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
@@ -75,10 +84,8 @@ def redis_server(session_dir: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_client(redis_server: RedisServer):
-    """A client on an emptied database: each test starts from nothing."""
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    """An admin client on an emptied database: each test starts from nothing."""
+    client = redis_server.client("admin")
     client.flushdb()
     yield client
     client.close()
@@ -146,7 +153,7 @@ def airflow_env(kafka_broker: KafkaBroker, redis_server: RedisServer) -> dict[st
     """The tests' own metadata DB, migrated once, and connections pointing at the fixtures' services."""
     kafka_extra = {"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": "clickstream-tests"}
     os.environ["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps({"conn_type": "kafka", "extra": kafka_extra})
-    os.environ["AIRFLOW_CONN_REDIS_DEFAULT"] = f"redis://127.0.0.1:{redis_server.port}/0"
+    os.environ.update(redis_server.airflow_connections())  # one per Redis ACL user, as `make up` sets them
     os.environ["AIRFLOW_CONN_SPARK_DEFAULT"] = '{"conn_type": "spark", "host": "local[2]"}'
     jars_dir = SPARK_JARS_DIR
     os.environ["AIRFLOW_VAR_CLICKSTREAM_SPARK_JARS"] = ",".join(sorted(str(p) for p in jars_dir.glob("*.jar")))

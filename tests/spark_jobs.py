@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -19,10 +20,15 @@ BATCH_APP = REPO / "include/spark/clickstream_batch.py"
 JARS_DIR = SPARK_JARS_DIR
 
 
-def submit(app: Path, args: list[str], log_path: Path) -> subprocess.Popen:
+def submit(app: Path, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """spark-submit ``app``; credentials go in ``env`` (``REDIS_URL``), as the operators pass them, never in args."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            spark_submit_command(app, *args), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            spark_submit_command(app, *args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     proc.log_path = log_path  # type: ignore[attr-defined]
     return proc

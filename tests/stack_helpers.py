@@ -10,8 +10,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+
 from devstack.airflow_api import AirflowApi
 from devstack.ports import free_port, port_in_use
+from devstack.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 STACK_PARTS = (
@@ -47,7 +50,6 @@ def stack_env(state: Path, db: str = "sqlite", **ports: int) -> dict[str, str]:
         AIRFLOW_CONN_KAFKA_DEFAULT=json.dumps(
             {"conn_type": "kafka", "extra": {"bootstrap.servers": f"127.0.0.1:{ports['kafka']}", "group.id": "t"}}
         ),
-        AIRFLOW_CONN_REDIS_DEFAULT=f"redis://127.0.0.1:{ports['redis']}/0",
         AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[2]", "extra": {"deploy-mode": "client"}}',
         AIRFLOW_CONN_SMTP_DEFAULT=json.dumps(
             {
@@ -59,11 +61,6 @@ def stack_env(state: Path, db: str = "sqlite", **ports: int) -> dict[str, str]:
         ),
     )
     env.update({variable: str(ports[name]) for name, variable in MONITORING_PORT_VARIABLES.items()})
-    # Airflow's log servers (the scheduler's and the triggerer's): two stacks at once must not share them.
-    env.update(
-        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(ports["worker_logs"]),
-        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(ports["trigger_logs"]),
-    )
     return env
 
 
@@ -92,8 +89,7 @@ MONITORING_PORT_VARIABLES = {
 
 
 def free_ports() -> dict[str, int]:
-    names = ("kafka", "controller", "redis", "airflow", "postgres", "worker_logs", "trigger_logs",
-             *MONITORING_PORT_VARIABLES)  # fmt: skip
+    names = ("kafka", "controller", "redis", "airflow", "postgres", *MONITORING_PORT_VARIABLES)
     return {name: free_port() for name in names}
 
 
@@ -156,6 +152,10 @@ class LocalStack:
     def state(self) -> Path:
         return self.root / "state"
 
+    def redis(self, user: str = "admin") -> redis.Redis:
+        """A client of the stack's Redis as one of its ACL users."""
+        return RedisServer(self.state / "redis", self.ports["redis"]).client(user)
+
     def supervisorctl(self, *args: str) -> str:
         result = subprocess.run(
             [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(self.state / "supervisord.conf"), *args],
@@ -185,8 +185,7 @@ class LocalStack:
         """`make down`: it succeeds and nothing of the stack listens any more."""
         down = stack("down", self.env)
         assert down.returncode == 0, down.stderr
-        for name in ("kafka", "redis", "airflow", "prometheus", "alertmanager", "smtp", "statsd_exporter",
-                     "worker_logs"):  # fmt: skip
+        for name in ("kafka", "redis", "airflow", "prometheus", "alertmanager", "smtp", "statsd_exporter"):
             assert not port_in_use(self.ports[name]), f"{name} still listens on {self.ports[name]} after down"
 
 

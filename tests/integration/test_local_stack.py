@@ -71,7 +71,7 @@ def test_up_on_postgres_converges_after_interruptions_runs_a_dag_and_down_stops_
 
     Each interrupted run must get past the phase the one before it was stopped in (a run that could not
     would never print the next phase's line), and the last, uninterrupted one must bring everything up.
-    The SQLite stack runs the pipeline itself, in test_stack_observability.py.
+    The SQLite stack runs the pipeline itself, in test_running_stack.py.
     """
     ports = free_ports()
     state = state_dir()
@@ -95,9 +95,7 @@ def test_up_on_postgres_converges_after_interruptions_runs_a_dag_and_down_stops_
     finally:
         down = stack("down", env)
     assert down.returncode == 0, down.stderr
-    # (worker_logs, trigger_logs: the `airflow serve-logs` the scheduler and triggerer start outside their groups)
-    for name in ("kafka", "redis", "airflow", "prometheus", "alertmanager", "smtp", "postgres", "worker_logs",
-                 "trigger_logs"):  # fmt: skip
+    for name in ("kafka", "redis", "airflow", "prometheus", "alertmanager", "smtp", "postgres"):
         assert not port_in_use(ports[name]), f"{name} still listens on {ports[name]} after down"
     # The runs went to PostgreSQL, not to a SQLite file.
     assert (state / "state" / "postgres" / "data" / "PG_VERSION").exists()

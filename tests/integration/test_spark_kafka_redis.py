@@ -18,14 +18,14 @@ def test_streaming_query_total_equals_produced(kafka_broker, topic_factory, spar
         producer.produce(topic, key=str(i % 13).encode(), value=str(i).encode())
     assert producer.flush(30) == 0
 
-    port = redis_client.connection_pool.connection_kwargs["port"]
+    kwargs = {k: redis_client.connection_pool.connection_kwargs[k] for k in ("port", "username", "password")}
     totals_key = f"test:spark-total:{topic}"
 
     def write_batch_total(batch_df, batch_id: int) -> None:
         import redis
 
         # Keyed by batch id: a replayed batch overwrites its own field instead of adding again.
-        redis.Redis(host="127.0.0.1", port=port).hset(totals_key, str(batch_id), batch_df.count())
+        redis.Redis(host="127.0.0.1", **kwargs).hset(totals_key, str(batch_id), batch_df.count())
 
     query = foreach_batch_query(
         spark, kafka_broker.bootstrap_servers, topic, write_batch_total, tmp_path / "checkpoint", max_offsets=1000

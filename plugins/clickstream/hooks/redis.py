@@ -1,4 +1,4 @@
-"""Redis clients for the pipeline's state, built from the Airflow connection ``redis_default``.
+"""Redis clients for the pipeline's state, built from an Airflow connection (``redis_default`` by default).
 
 The official provider's :class:`RedisHook` gives the blocking client operators use. Triggers need an
 asyncio client, and the Spark applications need a URL; both come from the same connection here.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from airflow.exceptions import AirflowException
 from airflow.providers.redis.hooks.redis import RedisHook
 from airflow.sdk import BaseHook
 
@@ -32,10 +33,37 @@ def redis_url(conn: Any) -> str:
     return f"{scheme}://{auth}{conn.host}:{conn.port or 6379}/{int(db or 0)}"
 
 
+def refused(conn: Any, error: Exception) -> AirflowException:
+    """What to fix when Redis refuses a connection's user: which connection, which user, and why."""
+    return AirflowException(
+        f"Redis at {conn.host}:{conn.port or 6379} refused connection {conn.conn_id!r} as user "
+        f"{conn.login or 'default'!r}: {error} Set the connection's login and password to one of the Redis "
+        "ACL users (the local stack generates them; see the README's Redis users)."
+    )
+
+
 class ClickstreamRedisHook(RedisHook):
-    """The provider's hook plus the pipeline's two other ways in: a URL and an asyncio client."""
+    """The provider's hook plus the pipeline's two other ways in: a URL and an asyncio client.
+
+    Each checks its credentials first (one PING), so a wrong user or password fails at once with what to fix.
+    A Redis that does not answer is not judged here: the callers ride out restarts in their own ways.
+    """
+
+    def get_conn(self) -> Any:
+        import redis
+
+        client = super().get_conn()
+        try:
+            client.ping()
+        except (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+            raise refused(self.get_connection(self.redis_conn_id), exc) from None
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            pass
+        return client
 
     def url(self) -> str:
+        """The connection as a URL with its credentials, once Redis has accepted them."""
+        self.get_conn()
         return redis_url(self.get_connection(self.redis_conn_id))
 
     @staticmethod
@@ -44,4 +72,11 @@ class ClickstreamRedisHook(RedisHook):
         import redis.asyncio
 
         conn = await BaseHook.aget_connection(redis_conn_id)
-        return redis.asyncio.Redis.from_url(redis_url(conn))
+        client = redis.asyncio.Redis.from_url(redis_url(conn))
+        try:
+            await client.ping()
+        except (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+            raise refused(conn, exc) from None
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            pass
+        return client

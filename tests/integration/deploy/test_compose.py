@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import subprocess
 from pathlib import Path
 
@@ -114,7 +115,8 @@ def test_prometheus_targets_name_compose_services_and_their_ports(project):
 def test_no_secret_has_a_value_in_the_compose_file():
     text = (REPO / "docker-compose.yml").read_text()
     secrets = ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_VIEWER_PASSWORD",
-               "GRAFANA_ADMIN_PASSWORD")  # fmt: skip
+               "GRAFANA_ADMIN_PASSWORD", *(f"REDIS_{user}_PASSWORD" for user in
+                                           ("WRITER", "RECONCILER", "READER", "MONITOR", "ADMIN")))  # fmt: skip
     for secret in secrets:
         assert f"${{{secret}:?" in text
     assert not (REPO / ".env").exists() or ".env" in (REPO / ".gitignore").read_text().split()
@@ -129,3 +131,32 @@ def test_the_ui_users_passwords_come_from_env_into_a_private_file(project):
     assert init["environment"]["AIRFLOW_ADMIN_PASSWORD"] == "change-me"  # from .env.example
     # Only the init container sees the passwords; the long-running components read the file.
     assert not {"AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_VIEWER_PASSWORD"} & set(api["environment"])
+
+
+def test_compose_renders_redis_acl_users_as_the_local_stack_does(project, tmp_path):
+    """The redis service's start script, run here by sh on the same template, writes the ACL file devstack
+    writes for the same passwords (paths moved into a temporary folder, the final exec left out)."""
+    from devstack.redis_server import USERS, RedisServer
+
+    service = project["services"]["redis"]
+    script = service["command"][2].replace("$$", "$")  # what compose hands to sh
+    script = script.replace("/etc/clickstream/users.acl.template", str(REPO / "include/redis/users.acl.template"))
+    script = script.replace("/data", str(tmp_path / "data")).split("\nchown ")[0]
+    (tmp_path / "data").mkdir()
+    env = {key: service["environment"][key] for key in service["environment"] if key.startswith("REDIS_")}
+    result = subprocess.run(["sh", "-ec", script], env={"PATH": "/usr/bin:/bin", **env}, capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert {f"REDIS_{user.upper()}_PASSWORD" for user in USERS} == set(env)
+
+    local = RedisServer(tmp_path / "local", 6379)
+    local.workdir.mkdir()
+    local.passwords_file.write_text(json.dumps({user: env[f"REDIS_{user.upper()}_PASSWORD"] for user in USERS}))
+    local.prepare()
+    assert (tmp_path / "data" / "users.acl").read_text() == local.acl_file.read_text()
+    assert stat.S_IMODE((tmp_path / "data" / "users.acl").stat().st_mode) == 0o600
+    # Each Airflow connection and the exporter use the user of that name.
+    airflow = project["services"]["airflow-scheduler"]["environment"]
+    for conn, user in (("DEFAULT", "writer"), ("RECONCILER", "reconciler"), ("READER", "reader"), ("ADMIN", "admin")):
+        assert airflow[f"AIRFLOW_CONN_REDIS_{conn}"].startswith(f"redis://{user}:{env[f'REDIS_{user.upper()}_PASSWORD']}@")
+    assert project["services"]["redis-exporter"]["environment"]["REDIS_USER"] == "monitor"

@@ -40,7 +40,8 @@ def test_stopping_redis_sends_the_redis_down_email(tmp_path):
     logs = tmp_path / "logs"
     redis_server = RedisServer(tmp_path / "redis", free_port(), persistent=False)
     redis_server.prepare()
-    exporter = RedisExporter(ports, redis_server.port)
+    exporter = RedisExporter(ports, redis_server)
+    exporter.prepare()
     # The test's own timings: scrape and evaluate every second, alerts fire after 2s, Alertmanager waits 1s.
     prometheus = Prometheus(tmp_path / "prometheus", ports, scrape_interval="1s", rule_for="2s")
     alertmanager = Alertmanager(tmp_path / "alertmanager", ports, group_wait="1s")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
+import stat
 
 import pytest
 
@@ -78,3 +80,22 @@ def test_an_unknown_metadata_db_is_refused_naming_the_choices(monkeypatch):
     monkeypatch.setenv("CLICKSTREAM_AIRFLOW_DB", "mysql")
     with pytest.raises(StackError, match="must be sqlite or postgres, not 'mysql'"):
         Topology.from_env()
+
+
+def test_redis_gets_acl_users_by_digest_in_a_private_file_with_the_default_user_off(tmp_path):
+    server = RedisServer(tmp_path, 6390)
+    server.prepare()
+    command = server.command()
+    assert command[command.index("--aclfile") + 1] == str(server.acl_file)
+    passwords = server.passwords()
+    assert set(passwords) == {"writer", "reconciler", "reader", "monitor", "admin"}
+    acl = server.acl_file.read_text()
+    assert acl.splitlines()[0].startswith("user default off ")
+    for user, password in passwords.items():
+        assert f"user {user} on #{hashlib.sha256(password.encode()).hexdigest()} " in acl
+        assert password not in acl
+    for path in (server.acl_file, server.passwords_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    server.prepare()
+    assert server.passwords() == passwords  # kept across starts
+    assert server.url("reader") == f"redis://reader:{passwords['reader']}@127.0.0.1:6390/0"

@@ -21,11 +21,11 @@ def streaming_job(kafka_broker, redis_server, tmp_path):
             "--bootstrap-servers", kafka_broker.bootstrap_servers,
             "--topic", topic,
             "--dead-letter-topic", dead_letter_topic,
-            "--redis-url", f"redis://127.0.0.1:{redis_server.port}/0",
             "--checkpoint-dir", str(checkpoint or tmp_path / "checkpoint"),
             *extra,
         ]  # fmt: skip
-        proc = spark_jobs.submit(spark_jobs.STREAMING_APP, args, tmp_path / f"streaming-{len(started)}.log")
+        log = tmp_path / f"streaming-{len(started)}.log"
+        proc = spark_jobs.submit(spark_jobs.STREAMING_APP, args, log, env={"REDIS_URL": redis_server.url("writer")})
         started.append(proc)
         return proc
 

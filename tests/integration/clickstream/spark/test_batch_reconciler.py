@@ -17,9 +17,10 @@ def run_batch(kafka_broker, redis_server, topic: str, tmp_path, *extra: str) -> 
     report_file = tmp_path / f"report-{time.monotonic_ns()}.json"
     args = [
         "--bootstrap-servers", kafka_broker.bootstrap_servers, "--topic", topic,
-        "--redis-url", f"redis://127.0.0.1:{redis_server.port}/0", "--report-file", str(report_file), *extra,
+        "--report-file", str(report_file), *extra,
     ]  # fmt: skip
-    job = submit(BATCH_APP, args, tmp_path / f"batch-{time.monotonic_ns()}.log")
+    log = tmp_path / f"batch-{time.monotonic_ns()}.log"
+    job = submit(BATCH_APP, args, log, env={"REDIS_URL": redis_server.url("reconciler")})
     assert wait_exit(job, 240) == 0, log_tail(job)
     report = json.loads(report_file.read_text())
     output = job.log_path.read_text(errors="replace")

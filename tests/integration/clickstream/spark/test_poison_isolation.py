@@ -54,7 +54,7 @@ def test_a_record_that_fails_inside_spark_is_dead_lettered_and_the_rest_counts_o
         return parse_events(raw).withColumn("page", F.udf(breaks_on_poison, StringType())("page"))
 
     sink = PageViewsSink(
-        f"redis://127.0.0.1:{redis_server.port}/0",
+        redis_server.url("writer"),
         kafka_broker.bootstrap_servers,
         dlq,
         watermark_delay_ms=600_000,

@@ -13,7 +13,6 @@ import time
 from collections import Counter
 
 import pytest
-import redis
 from spark_jobs import STREAMING_APP, all_counts, log_tail, produce, submit, wait_exit
 
 from clickstream import redis_layout
@@ -31,7 +30,6 @@ def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_fact
     topic, dlq = topic_factory("loss", partitions=2), topic_factory("loss-dlq", partitions=1)
     server = RedisServer(tmp_path / "redis", free_port(), persistent=False)
     server.prepare()
-    redis_url = f"redis://127.0.0.1:{server.port}/0"
     now = int(time.time() * 1000)
     bursts = [
         TrafficConfig(seed=31 + i, start_ms=now - (15 - 5 * i) * 60_000, events_per_second=50, malformed_share=0.01)
@@ -42,16 +40,16 @@ def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_fact
     def stream_what_is_there() -> str:
         nonlocal runs
         args = ["--bootstrap-servers", kafka_broker.bootstrap_servers, "--topic", topic, "--dead-letter-topic", dlq,
-                "--redis-url", redis_url, "--checkpoint-dir", str(tmp_path / "checkpoint"), "--available-now",
+                "--checkpoint-dir", str(tmp_path / "checkpoint"), "--available-now",
                 "--max-offsets-per-trigger", "1000"]  # fmt: skip
-        job = submit(STREAMING_APP, args, tmp_path / f"streaming-{runs}.log")
+        job = submit(STREAMING_APP, args, tmp_path / f"streaming-{runs}.log", env={"REDIS_URL": server.url("writer")})
         runs += 1
         assert wait_exit(job, 240) == 0, log_tail(job)
         return (tmp_path / f"streaming-{runs - 1}.log").read_text()
 
     with contextlib.ExitStack() as redis_running:
         redis_running.enter_context(running("redis", server.command(), server.healthy, tmp_path / "r.log"))
-        client = redis.Redis.from_url(redis_url)
+        client = server.client("admin")
         produce(kafka_broker.bootstrap_servers, topic, bursts[0], 3000)
         stream_what_is_there()  # micro-batches 0-2
         client.save()
@@ -65,7 +63,7 @@ def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_fact
     # Redis restarts from the snapshot: it has forgotten batches 3-5, which Spark's checkpoint committed.
     shutil.copy(tmp_path / "snapshot.rdb", server.workdir / "dump.rdb")
     with running("redis", server.command(), server.healthy, tmp_path / "r2.log"):
-        client = redis.Redis.from_url(redis_url)
+        client = server.client("admin")
         assert int(client.hget(commit_key, "batch_id")) == 2
         produce(kafka_broker.bootstrap_servers, topic, bursts[2], 1000)
         started = time.monotonic()

@@ -47,7 +47,7 @@ def test_a_restore_between_the_commit_read_and_the_write_is_recounted_not_lost(
 
     checkpoint = tmp_path / "checkpoint"
     sink = PageViewsSink(
-        f"redis://127.0.0.1:{redis_server.port}/0",
+        redis_server.url("writer"),
         kafka_broker.bootstrap_servers,
         dlq,
         watermark_delay_ms=3_600_000,

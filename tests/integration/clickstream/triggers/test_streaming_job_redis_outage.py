@@ -62,7 +62,7 @@ def test_redis_down_longer_than_a_stall_is_reported_as_one(monkeypatch):
 def test_a_job_that_died_while_redis_was_down_is_reported_once_redis_is_back(tmp_path, monkeypatch):
     server = RedisServer(tmp_path / "redis", free_port(), persistent=False)
     server.prepare()
-    monkeypatch.setenv("AIRFLOW_CONN_REDIS_OUTAGE", f"redis://127.0.0.1:{server.port}/0")
+    monkeypatch.setenv("AIRFLOW_CONN_REDIS_OUTAGE", server.url("writer"))
     job = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     trigger = trigger_for(job, server.port, stall_timeout_s=60)
     job.communicate(b"")  # the job dies during the outage

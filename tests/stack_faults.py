@@ -1,17 +1,5 @@
-"""Faults on the running local stack: nothing lost, nothing counted twice.
-
-`make up` with its real scheduler, triggerer and dag-processor runs the long-running `clickstream_streaming`
-DAG while the producer CLI sends 1,000 events/s with a known ground truth. Faults, one after another, each
-followed by a check that Redis equals the ground truth of every event delivered so far:
-
-- the streaming driver SIGKILLed three times (the real triggerer notices, the operator restarts the job);
-- the triggerer SIGKILLed (supervisord restarts it) while stream_clicks is deferred, and the scheduler
-  restarted: the task keeps watching the same job, and no second driver ever runs on the checkpoint;
-- the Kafka broker SIGKILLed and restarted 20 s later (the producer's retries and idempotence deliver
-  everything; the job waits and resumes);
-- Redis SIGKILLed and restarted 30 s later (counts exact afterwards, and the RedisDown alert emails);
-- Redis back with less than it acknowledged (its append-only file from ten batches earlier): the job sees
-  the gap in its batch-id fence and recounts the lost batches from Kafka.
+"""Faults on the running local stack, for tests/integration/test_running_stack.py: the stack under test, the
+producer CLI with its ground truth, and one function per fault.
 """
 
 from __future__ import annotations
@@ -33,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-import pytest
 import redis
 from spark_jobs import all_counts
 from stack_helpers import LocalStack
@@ -42,8 +29,6 @@ from clickstream import redis_layout
 from clickstream.schema import window_label
 from clickstream.traffic import TrafficConfig, ground_truth
 from devstack.processes import wait_until
-
-pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.xdist_group("local_stack")]
 
 RATE = 1000  # events/s from the producer CLI
 
@@ -147,7 +132,7 @@ class FaultedStack:
         self.stack = stack
         self.env = stack.env
         self.checkpoint = stack.state / "airflow" / "clickstream" / "checkpoint"
-        self.client = redis.Redis(port=stack.ports["redis"])
+        self.client = stack.redis("admin")
         self.truth: Counter = all_counts(self.client)
         self.table: list[dict] = []
         self.most_drivers = 0
@@ -275,25 +260,3 @@ def bring_redis_back_with_less(run: FaultedStack) -> None:
     shutil.rmtree(aof)
     shutil.copytree(run.stack.root / "aof-copy", aof)
     run.supervisorctl("start", "redis")
-
-
-def test_faults_on_the_running_stack_lose_and_double_count_nothing(local_stack: LocalStack):
-    run = FaultedStack(local_stack)
-    run.start_streaming_job()
-    run.inject("driver SIGKILLed 3 times", 60, kill_driver_three_times, seed=101)
-    watched = [d.pid for d in run.drivers()]
-    run.inject("triggerer SIGKILLed, scheduler restarted", 40, kill_triggerer_and_restart_scheduler, seed=102)
-    # The same job ran on throughout: the new triggerer took over watching it; nothing relaunched it.
-    assert [d.pid for d in run.drivers()] == watched
-    run.inject("Kafka broker SIGKILLed, back after 20 s", 40, kill_kafka_for_20s, seed=103)
-    run.inject("Redis SIGKILLed, back after 30 s", 50, kill_redis_for_30s, seed=104)
-    # Long enough that events still arrive after the restore: the job finds the gap when its next batch runs.
-    run.inject("Redis back with less than it acknowledged", 90, bring_redis_back_with_less, seed=105)
-    recounts = run.spark_log_lines("recounting batches")
-    print("recounts:", recounts)
-    assert recounts, "the job did not notice the batches Redis lost"
-    run.check_counts_and_drivers()
-    subjects = run.email_subjects()
-    print("emails:", subjects)
-    assert any("RedisDown" in s for s in subjects), subjects
-    run.stop_streaming_job()

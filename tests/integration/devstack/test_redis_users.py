@@ -1,0 +1,85 @@
+"""Redis's ACL users against a real Redis: each may do what its part of the pipeline needs and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis
+
+from clickstream.hooks.redis import ClickstreamRedisHook
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = "return redis.call('HINCRBY', KEYS[1], 'w', 1)"
+# What each user tries, as (name, call on a client).
+ACTIONS = {
+    "read counts": lambda c: c.hgetall("click_count:/home"),
+    "add to counts": lambda c: c.hincrby("click_count:/home", "2026-12-01T00:00:00", 1),
+    "write the batch fence": lambda c: c.hset("clickstream:commit:q", "batch_id", 1),
+    "write a stop request": lambda c: c.hset("clickstream:control:streaming", "command", "stop"),
+    "run a script on counts": lambda c: c.eval(SCRIPT, 1, "click_count:/script"),
+    "write another key": lambda c: c.set("elsewhere", 1),
+    "read another key": lambda c: c.get("elsewhere"),
+    "INFO": lambda c: c.info("server"),
+    "CONFIG SET": lambda c: c.config_set("maxmemory-policy", "noeviction"),
+    "FLUSHALL": lambda c: c.flushall(),
+}
+ALLOWED = {
+    "writer": {
+        "read counts", "add to counts", "write the batch fence", "write a stop request", "run a script on counts"
+    },
+    "reconciler": {"read counts", "add to counts", "run a script on counts"},
+    "reader": {"read counts"},
+    "monitor": {"INFO"},
+    "admin": set(ACTIONS),
+}
+
+
+def test_each_user_may_do_exactly_what_its_role_needs(redis_server, redis_client):
+    table: dict[str, dict[str, str]] = {}
+    wrong: list[str] = []
+    for user, allowed in ALLOWED.items():
+        client = redis_server.client(user)
+        table[user] = {}
+        for action, call in ACTIONS.items():
+            try:
+                call(client)
+                outcome = "allowed"
+            except redis.exceptions.NoPermissionError:
+                outcome = "denied"
+            table[user][action] = outcome
+            if (outcome == "allowed") != (action in allowed):
+                wrong.append(f"{user}: {action} {outcome}")
+        client.close()
+    width = max(map(len, ACTIONS))
+    print(f"\n{'':<{width}}  " + "  ".join(f"{user:<10}" for user in table))
+    for action in ACTIONS:
+        print(f"{action:<{width}}  " + "  ".join(f"{table[user][action]:<10}" for user in table))
+    assert not wrong, wrong
+
+
+def test_the_default_user_cannot_log_in_or_run_anything(redis_server):
+    anonymous = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        anonymous.ping()
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=redis_server.port, username="default", password="").ping()
+
+
+def test_a_wrong_password_fails_the_hook_at_once_naming_the_connection_and_the_user(redis_server, monkeypatch):
+    from airflow.exceptions import AirflowException
+
+    monkeypatch.setenv("AIRFLOW_CONN_REDIS_WRONG", f"redis://reader:not-the-password@127.0.0.1:{redis_server.port}/0")
+    started = time.monotonic()
+    with pytest.raises(AirflowException) as sync_error:
+        ClickstreamRedisHook(redis_conn_id="redis_wrong").get_conn()
+    with pytest.raises(AirflowException) as async_error:
+        asyncio.run(ClickstreamRedisHook.async_client("redis_wrong"))
+    assert time.monotonic() - started < 10
+    for error in (sync_error.value, async_error.value):
+        message = str(error)
+        assert "refused connection 'redis_wrong' as user 'reader'" in message
+        assert "Set the connection's login and password" in message
+        assert "not-the-password" not in message

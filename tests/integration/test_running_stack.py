@@ -1,0 +1,308 @@
+"""The whole local stack, started once (`make up`) and shared by these tests, run in this order:
+
+- the pipeline on the real scheduler and triggerer: one SLA-miss email (a Deadline Alert) for a slow run and
+  none for a fast one; every scrape target up and every Grafana panel's query answered by the real Prometheus;
+- no generated secret in any process's command line, the stack's logs, task logs or XComs; every part
+  listening on loopback only;
+- the Airflow UI users: generated passwords kept private, a viewer who can only read;
+- faults (marker ``faults``), one after another while the producer CLI sends 1,000 events/s: the streaming
+  driver SIGKILLed three times, the triggerer SIGKILLed and the scheduler restarted, the Kafka broker down
+  for 20 s, Redis down for 30 s and back with less than it acknowledged. After each, Redis equals what it
+  held before plus the ground truth of every delivered event, and no second driver ever runs on the checkpoint.
+
+Each test leaves the stack running and healthy for the next. One module, so that pytest-xdist's
+``--dist loadscope`` runs them on one worker; tests/conftest.py starts this module first.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import ipaddress
+import json
+import os
+import shutil
+import stat
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from stack_faults import (
+    FaultedStack,
+    bring_redis_back_with_less,
+    kill_driver_three_times,
+    kill_kafka_for_20s,
+    kill_redis_for_30s,
+    kill_triggerer_and_restart_scheduler,
+)
+from stack_helpers import REPO, LocalStack, local_stack_on_free_ports, run_demo, up_and_check
+
+from devstack.airflow_api import AirflowApiError
+from devstack.airflow_parts import passwords, passwords_file
+from devstack.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def local_stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
+    """`make up` once for this module. On a failure, or with CLICKSTREAM_KEEP_STACK_LOGS set, the stack's logs
+    are kept under ``.state/stack-test-logs``."""
+    running = local_stack_on_free_ports()
+    try:
+        running.up_output = up_and_check(running.env)
+        yield running
+    finally:
+        if request.session.testsfailed or os.environ.get("CLICKSTREAM_KEEP_STACK_LOGS"):
+            kept = REPO / ".state" / "stack-test-logs"
+            running.keep_logs(kept)
+            print(f"the stack's logs are kept in {kept}")
+        running.down_and_check()
+        shutil.rmtree(running.root, ignore_errors=True)
+
+
+DASHBOARD = REPO / "include/monitoring/grafana/dashboards/clickstream.json"
+SLA_VARIABLE = "clickstream_pipeline_sla_seconds"
+DEMO_EVENTS = 5000  # clickstream_pipeline's default burst, which `make demo` sends
+PIPELINE = "clickstream_pipeline"
+
+
+def set_sla(stack: LocalStack, seconds: int, timeout: float = 150) -> None:
+    """Set the SLA Variable and wait until the DAG's newest version has its Deadline Alert at ``seconds``.
+
+    The dag-processor's regular parse picks the Variable up (within its 30 s interval). Neither
+    `airflow dags reserialize` (a second writer of the serialized DAG runs into apache/airflow#68732: later
+    runs get no deadline at all) nor a parse request (`PUT /parseDagFile`, seen parsing with the old value)
+    is a shortcut in Airflow 3.3.
+    """
+    stack.api.set_variable(SLA_VARIABLE, str(seconds))
+    deadline = time.monotonic() + timeout
+    while True:
+        alerts = stack.api.get("/ui/dags/clickstream_pipeline/deadlineAlerts")["deadline_alerts"]
+        if [alert["interval"] for alert in alerts] == [seconds]:
+            return
+        assert time.monotonic() < deadline, f"clickstream_pipeline's deadline is still {alerts} after {timeout}s"
+        time.sleep(2)
+
+
+def sla_emails(maildir: Path) -> list[email.message.EmailMessage]:
+    messages = [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for path in sorted((maildir / "new").glob("*"))
+    ]
+    return [m for m in messages if str(m["Subject"]).startswith("[Airflow] SLA missed")]  # type: ignore[misc]
+
+
+def prometheus_query(port: int, expr: str) -> list[dict]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def producer_totals(port: int) -> dict[str, float]:
+    """The producer's sent and delivered totals as Prometheus has them (0 before the first burst)."""
+    return {
+        name: sum(float(s["value"][1]) for s in prometheus_query(port, f"{name}_total"))
+        for name in ("clickstream_producer_events_sent", "clickstream_producer_events_delivered")
+    }
+
+
+def test_pipeline_sla_emails_and_dashboard_queries_on_the_local_stack(local_stack: LocalStack):
+    ports, env = local_stack.ports, local_stack.env
+    maildir = local_stack.state / "mail"
+    before = producer_totals(ports["prometheus"])
+    emailed_before = len(sla_emails(maildir))
+
+    # A slow run: the SLA is 20 s, the pipeline takes longer (the DAG reads the Variable when parsed).
+    set_sla(local_stack, 20)
+    slow = run_demo(env, "clickstream_pipeline")
+    slow_run = slow.split("triggered clickstream_pipeline run ", 1)[1].split()[0]
+    assert "clickstream_pipeline finished: success" in slow
+    deadline = time.monotonic() + 60
+    while len(sla_emails(maildir)) == emailed_before and time.monotonic() < deadline:
+        time.sleep(1)
+
+    # A fast run: the same pipeline with a 15-minute SLA.
+    set_sla(local_stack, 900)
+    fast = run_demo(env, "clickstream_pipeline")
+    fast_run = fast.split("triggered clickstream_pipeline run ", 1)[1].split()[0]
+    time.sleep(10)  # the scheduler checks deadlines every loop; give a wrong email time to arrive
+
+    emails = sla_emails(maildir)[emailed_before:]
+    for message in emails:
+        body = message.get_body(preferencelist=("html", "plain")).get_content()
+        print("\n".join(f"{k}: {v}" for k, v in message.items() if k in ("From", "To", "Subject", "Date")))
+        print(body[:600])
+    assert len(emails) == 1, [m["Subject"] for m in emails]
+    assert emails[0]["Subject"] == f"[Airflow] SLA missed: clickstream_pipeline run {slow_run}"
+    assert fast_run not in str(emails[0]["Subject"])
+    body = emails[0].get_body(preferencelist=("html", "plain")).get_content()
+    assert f"http://127.0.0.1:{ports['airflow']}/dags/clickstream_pipeline/runs/" in body
+
+    # Every scrape target is up, and Prometheus has the producer's figures for both runs: every event
+    # sent was delivered.
+    expected = {name: total + 2 * DEMO_EVENTS for name, total in before.items()}
+    figures: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        figures = producer_totals(ports["prometheus"])
+        if figures == expected:
+            break
+        time.sleep(1)
+    assert figures == expected, (figures, before)
+    # The Spark driver serves metrics only while a streaming job runs (the runs' jobs have ended): it must
+    # have been up while they ran. Every other target must be up now.
+    query = 'up{job!="spark"} or max_over_time(up{job="spark"}[15m])'
+    targets = {s["metric"]["job"] + "/" + s["metric"]["instance"]: s["value"][1]
+               for s in prometheus_query(ports["prometheus"], query)}  # fmt: skip
+    print("scrape targets:", targets)
+    jobs = {name.split("/")[0] for name in targets}
+    assert jobs == {"prometheus", "statsd-exporter", "redis", "kafka", "spark", "alertmanager"}, targets
+    assert all(value == "1" for value in targets.values()), targets
+
+    # Every panel's query returns data from the real Prometheus.
+    empty = []
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        for target in panel["targets"]:
+            result = prometheus_query(ports["prometheus"], target["expr"])
+            print(f"{panel['title']:<62} {len(result):>3} series  {target['expr']}")
+            if not result:
+                empty.append(f"{panel['title']}: {target['expr']}")
+    assert not empty, empty
+    # The documented success-rate query answers.
+    seed = "rate(airflow_dag_run_total[1h]) - rate(airflow_dag_run_failed_total[1h])"
+    assert prometheus_query(ports["prometheus"], seed)
+
+
+def stack_secrets(stack: LocalStack) -> dict[str, str]:
+    """Every secret the stack generated: the UI users' and Redis users' passwords, and the keys Airflow's
+    components share."""
+    found = {f"password of {user}": password for user, password in passwords(stack.state / "airflow").items()}
+    redis_users = RedisServer(stack.state / "redis", stack.ports["redis"]).passwords()
+    found.update({f"password of Redis user {user}": password for user, password in redis_users.items()})
+    shared = stack.state / "secrets.json"
+    assert shared.stat().st_mode & 0o077 == 0, f"{shared} is readable by others"
+    found.update(json.loads(shared.read_text()))
+    assert found and all(len(value) >= 16 for value in found.values()), found.keys()
+    return found
+
+
+def leaks(text: str, secrets: dict[str, str]) -> list[str]:
+    return [name for name, value in secrets.items() if value in text]
+
+
+def test_no_secret_is_in_a_command_line_a_log_a_task_log_or_an_xcom(local_stack: LocalStack):
+    api = local_stack.api
+    if not api.runs(PIPELINE):
+        assert f"{PIPELINE} finished: success" in run_demo(local_stack.env, PIPELINE)
+    secrets = stack_secrets(local_stack)
+    found: list[str] = []
+
+    # Every process on the machine: the stack's parts, Airflow's components and task processes, Spark jobs.
+    processes = 0
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        processes += 1
+        found += [f"{name} in the command line of pid {proc.info['pid']}" for name in leaks(cmdline, secrets)]
+
+    # Every log the stack wrote: its parts' (supervisord's files), Airflow's components' and tasks', Spark's.
+    logs = [*(local_stack.state / "logs").rglob("*"), *(local_stack.state / "airflow" / "logs").rglob("*")]
+    logs = [path for path in logs if path.is_file()]
+    for path in logs:
+        found += [f"{name} in {path}" for name in leaks(path.read_text(errors="replace"), secrets)]
+
+    # Every XCom of every pipeline run.
+    xcoms = 0
+    for run in api.runs(PIPELINE):
+        run_id = run["dag_run_id"]
+        for task_id in api.task_states(PIPELINE, run_id):
+            entries = api.get(f"/api/v2/dags/{PIPELINE}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries")
+            for entry in entries["xcom_entries"]:
+                value = json.dumps(api.xcom(PIPELINE, run_id, task_id, entry["key"]))
+                xcoms += 1
+                found += [f"{name} in XCom {task_id}.{entry['key']} of {run_id}" for name in leaks(value, secrets)]
+
+    print(f"scanned {processes} command lines, {len(logs)} log files, {xcoms} XComs for {len(secrets)} secrets")
+    assert processes > 20 and len(logs) > 10 and xcoms >= 3
+    assert not found, found
+
+
+def loopback(ip: str) -> bool:
+    """127.0.0.1, ::1, or 127.0.0.1 as an IPv6 socket holds it (::ffff:127.0.0.1, as Java binds)."""
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def test_every_part_of_the_stack_listens_on_loopback_only(local_stack: LocalStack):
+    supervisord = psutil.Process(int((local_stack.state / "supervisord.pid").read_text()))
+    stack_pids = {supervisord.pid} | {child.pid for child in supervisord.children(recursive=True)}
+    # TCP listeners (statsd_exporter's UDP port is configured on loopback, like every other part's port)
+    listening = [conn for conn in psutil.net_connections("tcp") if conn.status == psutil.CONN_LISTEN]
+    ours = [conn for conn in listening if conn.pid in stack_pids]
+    exposed = [
+        f"{psutil.Process(conn.pid).name()} (pid {conn.pid}) on {conn.laddr.ip}:{conn.laddr.port}"
+        for conn in ours
+        if not loopback(conn.laddr.ip)
+    ]
+    print(f"{len(ours)} sockets of {len(stack_pids)} stack processes")
+    assert len(ours) >= 8 and not exposed, exposed
+
+
+def test_ui_passwords_are_generated_kept_private_and_printed_with_where_they_are(local_stack: LocalStack):
+    path = passwords_file(local_stack.state / "airflow")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    known = json.loads(path.read_text())
+    assert set(known) == {"admin", "viewer"}
+    for user, password in known.items():
+        assert len(password) >= 20 and password not in ("admin", "viewer", user)
+    assert known["admin"] != known["viewer"]
+    # `make up` says what they are and where they are kept.
+    assert f"kept in {path}" in local_stack.up_output
+    assert all(password in local_stack.up_output for password in known.values())
+
+
+def test_the_viewer_reads_but_cannot_trigger_and_a_wrong_password_gets_no_token(local_stack: LocalStack):
+    local_stack.api.wait_for_dag("clickstream_pipeline", 120)
+    viewer = local_stack.api_as("viewer")
+    assert viewer.get("/api/v2/dags/clickstream_pipeline")["dag_id"] == "clickstream_pipeline"
+    with pytest.raises(AirflowApiError) as denied:
+        viewer.trigger("clickstream_pipeline")
+    assert denied.value.status == 403
+
+    with pytest.raises(AirflowApiError) as refused:
+        local_stack.api_as("admin", password="admin").token()
+    assert refused.value.status == 401
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"{local_stack.api.base}/api/v2/dags", timeout=30)
+    assert anonymous.value.code == 401
+
+
+@pytest.mark.faults
+def test_faults_on_the_running_stack_lose_and_double_count_nothing(local_stack: LocalStack):
+    run = FaultedStack(local_stack)
+    run.start_streaming_job()
+    run.inject("driver SIGKILLed 3 times", 60, kill_driver_three_times, seed=101)
+    watched = [d.pid for d in run.drivers()]
+    run.inject("triggerer SIGKILLed, scheduler restarted", 40, kill_triggerer_and_restart_scheduler, seed=102)
+    # The same job ran on throughout: the new triggerer took over watching it; nothing relaunched it.
+    assert [d.pid for d in run.drivers()] == watched
+    run.inject("Kafka broker SIGKILLed, back after 20 s", 40, kill_kafka_for_20s, seed=103)
+    run.inject("Redis SIGKILLed, back after 30 s", 50, kill_redis_for_30s, seed=104)
+    # Long enough that events still arrive after the restore: the job finds the gap when its next batch runs.
+    run.inject("Redis back with less than it acknowledged", 90, bring_redis_back_with_less, seed=105)
+    recounts = run.spark_log_lines("recounting batches")
+    print("recounts:", recounts)
+    assert recounts, "the job did not notice the batches Redis lost"
+    run.check_counts_and_drivers()
+    subjects = run.email_subjects()
+    print("emails:", subjects)
+    assert any("RedisDown" in s for s in subjects), subjects
+    run.stop_streaming_job()
