@@ -6,6 +6,7 @@ import hashlib
 import re
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from string import Template
 
@@ -38,8 +39,13 @@ class RedisServer:
     def passwords_file(self) -> Path:
         return self.workdir / "passwords.json"
 
-    def passwords(self) -> dict[str, str]:
+    @cached_property
+    def _passwords(self) -> dict[str, str]:
         return generated_passwords(self.passwords_file, USERS)
+
+    def passwords(self) -> dict[str, str]:
+        """Each user's password: generated and kept on first use, read from the file once per instance."""
+        return self._passwords
 
     def url(self, user: str, db: int = 0) -> str:
         """A client URL for ``user``, password included: for environments and connections, never a command line."""

@@ -52,6 +52,8 @@ class ClickstreamRedisHook(RedisHook):
     def get_conn(self) -> Any:
         import redis
 
+        if self.redis is not None:  # checked when it was made
+            return self.redis
         client = super().get_conn()
         try:
             client.ping()
