@@ -169,6 +169,13 @@ def start_programs(names: list[str]) -> None:
         raise StackError(f"supervisorctl could not start {', '.join(names)}: {result.stdout} {result.stderr}")
 
 
+def log_tail(path: Path, limit: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:] or "(empty)"
+    except OSError as error:
+        return f"(unreadable: {error})"
+
+
 def wait_healthy(parts: list[Part], started_at: float) -> None:
     """Poll every part until all answer their health check; fail naming the first that does not.
 
@@ -188,7 +195,7 @@ def wait_healthy(parts: list[Part], started_at: float) -> None:
                 status = supervisorctl("status", part.name).stdout.strip() or "not running"
                 raise StackError(
                     f"{part.name} did not become healthy within {part.start_timeout:.0f}s ({status}); "
-                    f"see its log: {part.log_file}"
+                    f"its log {part.log_file} ends:\n{log_tail(part.log_file)}"
                 )
         time.sleep(0.5)
 

@@ -158,5 +158,7 @@ def test_compose_renders_redis_acl_users_as_the_local_stack_does(project, tmp_pa
     # Each Airflow connection and the exporter use the user of that name.
     airflow = project["services"]["airflow-scheduler"]["environment"]
     for conn, user in (("DEFAULT", "writer"), ("RECONCILER", "reconciler"), ("READER", "reader"), ("ADMIN", "admin")):
-        assert airflow[f"AIRFLOW_CONN_REDIS_{conn}"].startswith(f"redis://{user}:{env[f'REDIS_{user.upper()}_PASSWORD']}@")
+        assert airflow[f"AIRFLOW_CONN_REDIS_{conn}"].startswith(
+            f"redis://{user}:{env[f'REDIS_{user.upper()}_PASSWORD']}@"
+        )
     assert project["services"]["redis-exporter"]["environment"]["REDIS_USER"] == "monitor"

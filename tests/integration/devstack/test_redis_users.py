@@ -28,7 +28,11 @@ ACTIONS = {
 }
 ALLOWED = {
     "writer": {
-        "read counts", "add to counts", "write the batch fence", "write a stop request", "run a script on counts"
+        "read counts",
+        "add to counts",
+        "write the batch fence",
+        "write a stop request",
+        "run a script on counts",
     },
     "reconciler": {"read counts", "add to counts", "run a script on counts"},
     "reader": {"read counts"},
