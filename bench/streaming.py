@@ -9,6 +9,13 @@
    sending starts, so it would overstate every latency by that much.)
 3. Reference: the batch application recounts the sustained test's topic; its events/s (Spark session
    start-up excluded) is the rate the streaming job is held against.
+
+The broker is secured as the stack's: the jobs log in over SASL/SCRAM-SHA-512 as the pipeline's
+principals (``streaming``, ``reconciler``; ``producer`` loads the events), each limited by its ACLs. With
+``--compare-plaintext`` (the default) the sustained run is repeated right after it, over a PLAINTEXT
+listener of the same broker (no login, no ACL checks), from the start of the same backlog with a fresh
+checkpoint and fresh Redis keys: the cost of SASL/SCRAM, a figure rather than a target. (Run second, it
+reads the events the first run has just read, which the page cache may still hold.)
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -29,6 +37,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench import exit_if_missed
 from clickstream import redis_layout
+from clickstream.kafka_security import SECURITY_ENV, security_env
 from clickstream.producing import BurstProducer
 from clickstream.schema import window_label, window_start_ms
 from clickstream.traffic import TrafficConfig, TrafficGenerator
@@ -51,23 +60,39 @@ TARGETS = {"sustained_events_per_s": 100_000, "ratio_to_batch": 0.7, "p50_ms": 1
 MAX_OFFSETS_PER_TRIGGER = 1_000_000
 
 
-def spark_job(app: Path, args: list[str], log: Path, redis_url: str) -> subprocess.Popen:
-    """The application as the operators submit it: Redis's URL, credentials included, in its environment."""
+def spark_job(app: Path, args: list[str], log: Path, redis_url: str, kafka_env: dict[str, str]) -> subprocess.Popen:
+    """The application as the operators submit it: Redis's URL and the Kafka login (``kafka_env``, from
+    :func:`~clickstream.kafka_security.security_env`; empty: no login), credentials included, in its environment."""
+    env = {key: value for key, value in os.environ.items() if key != SECURITY_ENV}  # only the login given here
     with open(log, "wb") as out:
         return subprocess.Popen(spark_submit_command(app, *args, master="local[*]"), stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "REDIS_URL": redis_url})  # fmt: skip
+                                env={**env, "REDIS_URL": redis_url, **kafka_env})  # fmt: skip
 
 
 def sustained(
-    broker, redis_server: RedisServer, workdir: Path, topic: str, dlq: str, events: int, sustain_s: float
+    broker,
+    redis_server: RedisServer,
+    workdir: Path,
+    topic: str,
+    dlq: str,
+    events: int,
+    sustain_s: float,
+    plaintext: bool = False,
 ) -> dict:
+    """The sustained rate as the ``streaming`` principal over SASL/SCRAM, or with ``plaintext`` over the
+    broker's PLAINTEXT listener without a login; each from the start of ``topic``, into fresh Redis keys."""
     client = redis_server.client("admin")
     client.flushdb()
-    args = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic, "--dead-letter-topic", dlq,
-            "--checkpoint-dir", str(workdir / "ckpt-sustained"),
+    if plaintext:  # no CLICKSTREAM_KAFKA_SECURITY: the job connects PLAINTEXT
+        name, servers, kafka_env = "sustained-plaintext", broker.plaintext_config()["bootstrap.servers"], {}
+    else:
+        name, servers = "sustained", broker.bootstrap_servers
+        kafka_env = security_env(broker.client_config("streaming"))
+    args = ["--bootstrap-servers", servers, "--topic", topic, "--dead-letter-topic", dlq,
+            "--checkpoint-dir", str(workdir / f"ckpt-{name}"),
             "--trigger", "0 seconds", "--max-offsets-per-trigger", str(MAX_OFFSETS_PER_TRIGGER)]  # fmt: skip
-    job = spark_job(STREAMING_APP, args, workdir / "sustained.log", redis_server.url("writer"))
+    job = spark_job(STREAMING_APP, args, workdir / f"{name}.log", redis_server.url("writer"), kafka_env)
     key = redis_layout.progress_key("clickstream_counts")
     batches: dict[int, tuple[float, int]] = {}  # batch id -> (time seen, input rows)
     try:
@@ -101,7 +126,13 @@ def latency(broker, redis_server: RedisServer, workdir: Path, topic: str, dlq: s
     args = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic, "--dead-letter-topic", dlq,
             "--checkpoint-dir", str(workdir / "ckpt-latency"),
             "--trigger", "1 second", "--starting-offsets", "latest"]  # fmt: skip
-    job = spark_job(STREAMING_APP, args, workdir / "latency.log", redis_server.url("writer"))
+    job = spark_job(
+        STREAMING_APP,
+        args,
+        workdir / "latency.log",
+        redis_server.url("writer"),
+        security_env(broker.client_config("streaming")),
+    )
     key = redis_layout.progress_key("clickstream_counts")
     try:
         deadline = time.monotonic() + 180
@@ -109,7 +140,7 @@ def latency(broker, redis_server: RedisServer, workdir: Path, topic: str, dlq: s
             time.sleep(0.2)
         time.sleep(5)  # the first (empty) batches are behind us
         rate, count = 1000.0, int(seconds * 1000)
-        producer = BurstProducer({"bootstrap.servers": broker.bootstrap_servers})
+        producer = BurstProducer(broker.client_config("producer"))
         # Warm-up: the job's first events pay once for code generation and Kafka consumers (seconds);
         # the measure is the steady state, so 3 s of events go first, and are seen in Redis, untimed.
         warm = TrafficConfig(seed=98, start_ms=int(time.time() * 1000), events_per_second=rate, bot_share=0.0)
@@ -211,16 +242,33 @@ def batch(broker, redis_server: RedisServer, workdir: Path, topic: str) -> dict:
     report = workdir / "batch-report.json"
     args = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic,
             "--report-file", str(report)]  # fmt: skip
-    job = spark_job(BATCH_APP, args, workdir / "batch.log", redis_server.url("reconciler"))
+    job = spark_job(
+        BATCH_APP,
+        args,
+        workdir / "batch.log",
+        redis_server.url("reconciler"),
+        security_env(broker.client_config("reconciler")),
+    )
     if job.wait(1800) != 0:
         raise RuntimeError(f"the batch application failed; see {workdir / 'batch.log'}")
     data = json.loads(report.read_text())
     return {"events": data["events_read"], "events_per_s": data["events_per_s"], "seconds": data["seconds"]}
 
 
-def run(events: int = 120_000_000, sustain_s: float = 180.0, latency_s: float = 60.0) -> dict:
+def run(
+    events: int = 120_000_000, sustain_s: float = 180.0, latency_s: float = 60.0, compare_plaintext: bool = True
+) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="clickstream-bench-streaming-"))
-    broker = KafkaBroker(workdir / "kafka", free_port(), free_port(), heap="1g")
+    try:
+        return measure(workdir, events, sustain_s, latency_s, compare_plaintext)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # it holds the broker's passwords
+
+
+def measure(workdir: Path, events: int, sustain_s: float, latency_s: float, compare_plaintext: bool) -> dict:
+    broker = KafkaBroker(
+        workdir / "kafka", free_port(), free_port(), free_port(), heap="1g", plaintext_port=free_port()
+    )
     broker.prepare()
     redis_server = RedisServer(workdir / "redis", free_port(), persistent=False)
     redis_server.prepare()
@@ -228,18 +276,27 @@ def run(events: int = 120_000_000, sustain_s: float = 180.0, latency_s: float = 
         running("kafka", broker.command(), broker.healthy, workdir / "kafka.log", timeout=90),
         running("redis", redis_server.command(), redis_server.healthy, workdir / "redis.log"),
     ):
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        broker.ensure_principals()
+        # Each events topic with the pipeline's ACLs: producer writes it, streaming reads it and writes the
+        # dead letters, reconciler reads both.
+        for topic in ("backlog", "live"):
+            broker.grant(events=topic, dead_letters="dlq")
+        admin = AdminClient(broker.client_config("ops"))
         for name, partitions in (("backlog", 2), ("live", 2), ("dlq", 1)):
             admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(30)
         print(f"[bench] streaming: loading a backlog of {events:,} events", flush=True)
         config = TrafficConfig(seed=5, start_ms=int(time.time() * 1000) - events // 1000 * 1000,
                                events_per_second=1000.0)  # fmt: skip
-        loaded = BurstProducer({"bootstrap.servers": broker.bootstrap_servers}).send(
+        loaded = BurstProducer(broker.client_config("producer")).send(
             "backlog", TrafficGenerator(config).records(events)
         )
         assert loaded.delivered == events, loaded.to_dict()
         print(f"[bench] streaming: sustained run ({sustain_s:.0f}s at least)", flush=True)
         sus = sustained(broker, redis_server, workdir, "backlog", "dlq", events, sustain_s)
+        plain = None
+        if compare_plaintext:
+            print(f"[bench] streaming: sustained run again over PLAINTEXT ({sustain_s:.0f}s at least)", flush=True)
+            plain = sustained(broker, redis_server, workdir, "backlog", "dlq", events, sustain_s, plaintext=True)
         print(f"[bench] streaming: latency at 1,000 events/s for {latency_s:.0f}s", flush=True)
         lat = latency(broker, redis_server, workdir, "live", "dlq", latency_s)
         print("[bench] streaming: batch application over the same backlog", flush=True)
@@ -274,7 +331,23 @@ def run(events: int = 120_000_000, sustain_s: float = 180.0, latency_s: float = 
     if lat["not_seen"]:
         print(f"{lat['not_seen']} events never showed up in Redis during the latency run: each counts as a miss")
     missed = [label for label, _, _, ok in rows if ok != "met"]
-    return {"sustained": sus, "latency": lat, "batch": bat, "ratio": ratio, "missed": missed}
+    cost = None
+    if plain is not None:
+        # A figure, not a target: what the jobs' login (and the ACL checks that come with it) costs.
+        cost = {
+            "plaintext_events_per_s": plain["events_per_s"],
+            "sasl_events_per_s": sus["events_per_s"],
+            "ratio": sus["events_per_s"] / plain["events_per_s"],
+            "plaintext": plain,
+        }
+        print()
+        print("Cost of SASL/SCRAM-SHA-512 and ACLs: the sustained run over each listener of the same broker")
+        print(f"{'listener (same backlog, fresh checkpoint and Redis keys)':<60} {'events/s':>12}")
+        for label, figures in (("PLAINTEXT, no login", plain), ("SASL/SCRAM-SHA-512 as streaming", sus)):
+            label = f"{label} ({figures['seconds']:.0f} s, {figures['batches']} batches)"
+            print(f"{label:<60} {figures['events_per_s']:>12,.0f}")
+        print(f"{'SASL / PLAINTEXT':<60} {cost['ratio']:>12.2f}")
+    return {"sustained": sus, "latency": lat, "batch": bat, "ratio": ratio, "sasl_cost": cost, "missed": missed}
 
 
 if __name__ == "__main__":
@@ -282,5 +355,11 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=120_000_000, help="backlog for the sustained run")
     parser.add_argument("--sustain-s", type=float, default=180.0)
     parser.add_argument("--latency-s", type=float, default=60.0)
+    parser.add_argument(
+        "--compare-plaintext",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="repeat the sustained run over a PLAINTEXT listener: what SASL/SCRAM costs",
+    )
     args = parser.parse_args()
-    exit_if_missed(run(args.events, args.sustain_s, args.latency_s))
+    exit_if_missed(run(args.events, args.sustain_s, args.latency_s, args.compare_plaintext))

@@ -17,8 +17,10 @@ SLA: a Deadline Alert emails (``smtp_default``) when a run has not finished ``cl
 
 A failed task emails the same recipients (``smtp_default``) with its error and a link to its log.
 
-Connections: kafka_default, spark_default, smtp_default, and one per Redis user: redis_default (the streaming
-job writes), redis_reconciler (repairs), redis_reader (the SLA check reads). Variable ``clickstream_spark_jars``:
+Connections, one per least-privileged principal: kafka_default (the producer writes the events topic),
+kafka_admin (creates and alters the topics), kafka_streaming (reads the events, writes dead letters),
+kafka_reconciler (reads both); redis_default (the streaming job writes), redis_reconciler (repairs),
+redis_reader (the SLA check reads); spark_default and smtp_default. Variable ``clickstream_spark_jars``:
 the Spark Kafka connector jars, comma-separated (empty when they are in Spark's own jars folder).
 """
 
@@ -87,6 +89,7 @@ with DAG(
         task_id="create_kafka_topic",
         topic="{{ params.topic }}",
         dead_letter_topic="{{ params.dead_letter_topic }}",
+        kafka_config_id="kafka_admin",
     )
     start_producer = ProduceClickstreamBurstOperator(
         task_id="start_producer",
@@ -106,6 +109,7 @@ with DAG(
         max_offsets_per_trigger="{{ params.max_offsets_per_trigger }}",
         jars=SPARK_JARS,
         metrics_port=SPARK_METRICS_PORT,
+        kafka_config_id="kafka_streaming",
     )
     run_spark_batch = ReconcileClickstreamOperator(
         task_id="run_spark_batch",
@@ -114,6 +118,7 @@ with DAG(
         burst=start_producer.output,
         repair="{{ params.repair }}",
         jars=SPARK_JARS,
+        kafka_config_id="kafka_reconciler",
         redis_conn_id="redis_reconciler",
     )
     verify_redis = ClickstreamRedisSlaSensor(

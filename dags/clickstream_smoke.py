@@ -17,13 +17,14 @@ SMOKE_KEY = "clickstream:smoke:last_token"
 def clickstream_smoke():
     @task
     def kafka_roundtrip() -> str:
-        """Create the smoke topic, produce a fresh token and read that exact record back."""
+        """Create the smoke topic, produce a fresh token and read that exact record back, each step as the
+        principal that does it in the pipeline (admin, producer, reconciler)."""
         from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
         from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
         from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
         from confluent_kafka import TopicPartition
 
-        KafkaAdminClientHook(kafka_config_id="kafka_default").create_topic([(SMOKE_TOPIC, 1, 1)])
+        KafkaAdminClientHook(kafka_config_id="kafka_admin").create_topic([(SMOKE_TOPIC, 1, 1)])
         token = uuid.uuid4().hex
         delivered = []
         producer = KafkaProducerHook(kafka_config_id="kafka_default").get_producer()
@@ -35,7 +36,7 @@ def clickstream_smoke():
             raise RuntimeError(f"the smoke record was not delivered to {SMOKE_TOPIC}: {delivered}")
         offset = delivered[0][1].offset()
 
-        consumer = KafkaConsumerHook(topics=[SMOKE_TOPIC], kafka_config_id="kafka_default").get_conn
+        consumer = KafkaConsumerHook(topics=[SMOKE_TOPIC], kafka_config_id="kafka_reconciler").get_conn
         try:
             consumer.assign([TopicPartition(SMOKE_TOPIC, 0, offset)])
             message = consumer.poll(30)

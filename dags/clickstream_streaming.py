@@ -42,7 +42,7 @@ with DAG(
         "max_restarts": Param(10, type="integer", minimum=0),
     },
 ) as dag:
-    create_kafka_topic = CreateClickstreamTopicsOperator(task_id="create_kafka_topic")
+    create_kafka_topic = CreateClickstreamTopicsOperator(task_id="create_kafka_topic", kafka_config_id="kafka_admin")
     stream_clicks = ClickstreamStreamingOperator(
         task_id="stream_clicks",
         application=str(SPARK_APPS / "clickstream_streaming.py"),
@@ -53,5 +53,6 @@ with DAG(
         max_restarts="{{ params.max_restarts }}",
         jars=SPARK_JARS,
         metrics_port=SPARK_METRICS_PORT,
+        kafka_config_id="kafka_streaming",
     )
     create_kafka_topic >> stream_clicks

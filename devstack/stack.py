@@ -46,6 +46,7 @@ class Topology:
             STATE / "kafka",
             port_from_env("CLICKSTREAM_KAFKA_PORT", 9092),
             port_from_env("CLICKSTREAM_KAFKA_CONTROLLER_PORT", 9097),
+            port_from_env("CLICKSTREAM_KAFKA_INTERNAL_PORT", 9094),
             jvm_options=(agent,),
         )
         redis_server = RedisServer(STATE / "redis", port_from_env("CLICKSTREAM_REDIS_PORT", 6379))
@@ -77,6 +78,7 @@ class Topology:
         for broker in self.brokers:
             ports["kafka"] = (broker.port, "CLICKSTREAM_KAFKA_PORT")
             ports["kafka controller"] = (broker.controller_port, "CLICKSTREAM_KAFKA_CONTROLLER_PORT")
+            ports["kafka internal"] = (broker.internal_port, "CLICKSTREAM_KAFKA_INTERNAL_PORT")
         ports["redis"] = (self.redis.port, "CLICKSTREAM_REDIS_PORT")
         ports["airflow api-server"] = (airflow_parts.api_port(), "CLICKSTREAM_AIRFLOW_PORT")
         if self.postgres is not None:
@@ -137,14 +139,22 @@ def up() -> None:
         # Streaming jobs started by this stack's Airflow serve Spark's metrics where Prometheus looks for them.
         os.environ.setdefault("AIRFLOW_VAR_CLICKSTREAM_SPARK_METRICS_PORT", str(topology.ports.spark_metrics))
         topology.prepare()
-        # Airflow's components reach Redis as its ACL users (a connection set by the caller wins).
-        for name, uri in topology.redis.airflow_connections().items():
+        # Airflow's components reach Kafka and Redis as their least-privileged users (a connection set by the
+        # caller wins).
+        # Spark jobs started by this stack's Airflow bind their driver and block manager to loopback, as every
+        # other part does (Spark picks the host's first non-loopback address otherwise).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        connections = {**topology.brokers[0].airflow_connections(), **topology.redis.airflow_connections()}
+        for name, uri in connections.items():
             os.environ.setdefault(name, uri)
         supervisor.start(services + topology.airflow_parts())
     else:
         print("[up] supervisord is already running: starting whatever it does not run", flush=True)
         start_programs([p.name for p in services])
     wait_healthy(services, started)
+    for broker in topology.brokers:  # idempotent: a restarted stack gets any user or ACL it lacks
+        broker.ensure_principals()
+    print("[up] kafka                  users and ACLs in place", flush=True)
     if topology.postgres is not None:
         os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", topology.postgres.url)
         topology.postgres.ensure_database()

@@ -17,6 +17,7 @@ export CLICKSTREAM_PYTHON="${CLICKSTREAM_PYTHON:-python3.11}"
 # Local stack ports: each service's usual one.
 export CLICKSTREAM_KAFKA_PORT="${CLICKSTREAM_KAFKA_PORT:-9092}"
 export CLICKSTREAM_KAFKA_CONTROLLER_PORT="${CLICKSTREAM_KAFKA_CONTROLLER_PORT:-9097}"
+export CLICKSTREAM_KAFKA_INTERNAL_PORT="${CLICKSTREAM_KAFKA_INTERNAL_PORT:-9094}"
 export CLICKSTREAM_REDIS_PORT="${CLICKSTREAM_REDIS_PORT:-6379}"
 export CLICKSTREAM_AIRFLOW_PORT="${CLICKSTREAM_AIRFLOW_PORT:-8080}"
 # Monitoring (each tool's usual port): Prometheus, Alertmanager, statsd_exporter (web; StatsD itself on UDP
@@ -54,9 +55,9 @@ export PATH="$CLICKSTREAM_VENV/bin:$PATH"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$CLICKSTREAM_STATE/airflow}"
 export AIRFLOW_CONFIG="${AIRFLOW_CONFIG:-$CLICKSTREAM_HOME/airflow_home/airflow.cfg}"
 
-# Connections of the local stack, as Airflow reads them from the environment. Redis's (one per ACL user,
-# with generated passwords) are set by `make up` for the processes it starts: devstack/redis_server.py.
-export AIRFLOW_CONN_KAFKA_DEFAULT="${AIRFLOW_CONN_KAFKA_DEFAULT:-{\"conn_type\": \"kafka\", \"extra\": {\"bootstrap.servers\": \"127.0.0.1:$CLICKSTREAM_KAFKA_PORT\", \"group.id\": \"clickstream\"\}\}}"
+# Connections of the local stack, as Airflow reads them from the environment. Kafka's and Redis's (one per
+# principal, with generated passwords) are set by `make up` for the processes it starts:
+# devstack/kafka_broker.py and devstack/redis_server.py.
 export AIRFLOW_CONN_SMTP_DEFAULT="${AIRFLOW_CONN_SMTP_DEFAULT:-{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $CLICKSTREAM_SMTP_PORT, \"extra\": {\"disable_tls\": true, \"disable_ssl\": true, \"from_email\": \"airflow@clickstream.local\"\}\}}"
 export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"local[*]\", \"extra\": {\"deploy-mode\": \"client\"\}\}}"
 

@@ -7,7 +7,6 @@ stack's. Kafka and Redis run as real processes on free loopback ports, not the `
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -67,10 +66,11 @@ def session_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def kafka_broker(session_dir: Path) -> Iterator[KafkaBroker]:
-    """A real single-node KRaft broker for the whole session."""
-    broker = KafkaBroker(session_dir / "kafka", free_port(), free_port())
+    """A real single-node KRaft broker for the whole session, secured as the stack's: SASL/SCRAM and ACLs."""
+    broker = KafkaBroker(session_dir / "kafka", free_port(), free_port(), free_port())
     broker.prepare()
     with running("kafka", broker.command(), broker.healthy, session_dir / "logs/kafka.log", timeout=90):
+        broker.ensure_principals()
         yield broker
 
 
@@ -93,14 +93,20 @@ def redis_client(redis_server: RedisServer):
 
 @pytest.fixture
 def topic_factory(kafka_broker: KafkaBroker):
-    """Creates uniquely named topics and deletes them afterwards."""
+    """Creates uniquely named topics (as the super user ``ops``) and deletes them afterwards.
+
+    Each topic gets the pipeline's ACLs as if it were the events topic, and its dead-letter topic is
+    ``<name>-dlq``: ``create("x-dlq", dead_letters_of=topic)`` names one so.
+    """
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    admin = AdminClient(kafka_broker.client_config("ops"))
     created: list[str] = []
 
-    def create(prefix: str = "test", partitions: int = 3) -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    def create(prefix: str = "test", partitions: int = 3, dead_letters_of: str | None = None) -> str:
+        name = f"{dead_letters_of}-dlq" if dead_letters_of else f"clickstream-test-{prefix}-{uuid.uuid4().hex[:8]}"
+        if not dead_letters_of:
+            kafka_broker.grant(events=name, dead_letters=f"{name}-dlq")
         admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(30)
         created.append(name)
 
@@ -151,9 +157,9 @@ def spark(session_dir: Path):
 @pytest.fixture(scope="session")
 def airflow_env(kafka_broker: KafkaBroker, redis_server: RedisServer) -> dict[str, str]:
     """The tests' own metadata DB, migrated once, and connections pointing at the fixtures' services."""
-    kafka_extra = {"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": "clickstream-tests"}
-    os.environ["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps({"conn_type": "kafka", "extra": kafka_extra})
-    os.environ.update(redis_server.airflow_connections())  # one per Redis ACL user, as `make up` sets them
+    # One connection per Kafka principal and per Redis ACL user, as `make up` sets them.
+    os.environ.update(kafka_broker.airflow_connections())
+    os.environ.update(redis_server.airflow_connections())
     os.environ["AIRFLOW_CONN_SPARK_DEFAULT"] = '{"conn_type": "spark", "host": "local[2]"}'
     jars_dir = SPARK_JARS_DIR
     os.environ["AIRFLOW_VAR_CLICKSTREAM_SPARK_JARS"] = ",".join(sorted(str(p) for p in jars_dir.glob("*.jar")))
@@ -176,11 +182,7 @@ def read_topic(kafka_broker: KafkaBroker):
 
     def read(topic: str, timeout_s: float = 60, headers: bool = False) -> list[tuple]:
         consumer = Consumer(
-            {
-                "bootstrap.servers": kafka_broker.bootstrap_servers,
-                "group.id": f"read-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-            }
+            kafka_broker.client_config("ops", **{"group.id": f"read-{uuid.uuid4().hex}", "enable.auto.commit": False})
         )
         try:
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from clickstream import redis_layout
+from clickstream.kafka_security import security_env, security_settings, spark_kafka_options
 from clickstream.producing import BurstProducer
 from clickstream.schema import label_start_ms
 from clickstream.traffic import TrafficConfig, TrafficGenerator
@@ -45,8 +46,9 @@ def wait_exit(proc: subprocess.Popen, timeout: float) -> int:
         raise AssertionError(f"the Spark job did not finish within {timeout}s:\n{log_tail(proc)}") from None
 
 
-def produce(bootstrap_servers: str, topic: str, config: TrafficConfig, count: int) -> None:
-    stats = BurstProducer({"bootstrap.servers": bootstrap_servers}).send(topic, TrafficGenerator(config).records(count))
+def produce(kafka_config: dict, topic: str, config: TrafficConfig, count: int) -> None:
+    """``count`` generated events on ``topic``, with the librdkafka settings ``kafka_config`` (who logs in)."""
+    stats = BurstProducer(dict(kafka_config)).send(topic, TrafficGenerator(config).records(count))
     assert stats.delivered == count, stats.to_dict()
 
 
@@ -78,13 +80,21 @@ def all_counts(client) -> Counter:
     return cells
 
 
+def spark_kafka(kafka_config: dict) -> dict[str, str]:
+    """Spark's ``kafka.*`` options for librdkafka settings: where, and as whom."""
+    return {
+        "kafka.bootstrap.servers": kafka_config["bootstrap.servers"],
+        **spark_kafka_options(security_settings(kafka_config)),
+    }
+
+
 def foreach_batch_query(
-    spark, bootstrap_servers: str, topic: str, sink, checkpoint: Path, max_offsets: int | None = None, name=None
+    spark, kafka_config: dict, topic: str, sink, checkpoint: Path, max_offsets: int | None = None, name=None
 ):
     """A streaming query over all of ``topic`` (``availableNow``) that hands each micro-batch to ``sink``."""
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .options(**spark_kafka(kafka_config))
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
     )
@@ -94,3 +104,8 @@ def foreach_batch_query(
     if name is not None:
         writer = writer.queryName(name)
     return writer.trigger(availableNow=True).start()
+
+
+def kafka_env(broker, user: str) -> dict[str, str]:
+    """A Spark job's environment that logs it in to ``broker`` as ``user``, as the operators pass it."""
+    return security_env(broker.client_config(user))

@@ -130,7 +130,8 @@ class FaultedStack:
 
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
-        self.env = stack.env
+        # The producer CLI logs in as the stack's producer principal, through kafka_default as `make up` sets it.
+        self.env = {**stack.env, **stack.kafka().airflow_connections()}
         self.checkpoint = stack.state / "airflow" / "clickstream" / "checkpoint"
         self.client = stack.redis("admin")
         self.truth: Counter = all_counts(self.client)

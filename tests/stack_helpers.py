@@ -13,6 +13,7 @@ from pathlib import Path
 import redis
 
 from devstack.airflow_api import AirflowApi
+from devstack.kafka_broker import KafkaBroker
 from devstack.ports import free_port, port_in_use
 from devstack.redis_server import RedisServer
 
@@ -45,11 +46,9 @@ def stack_env(state: Path, db: str = "sqlite", **ports: int) -> dict[str, str]:
         AIRFLOW_HOME=str(state / "airflow"),
         CLICKSTREAM_KAFKA_PORT=str(ports["kafka"]),
         CLICKSTREAM_KAFKA_CONTROLLER_PORT=str(ports["controller"]),
+        CLICKSTREAM_KAFKA_INTERNAL_PORT=str(ports["kafka_internal"]),
         CLICKSTREAM_REDIS_PORT=str(ports["redis"]),
         CLICKSTREAM_AIRFLOW_PORT=str(ports["airflow"]),
-        AIRFLOW_CONN_KAFKA_DEFAULT=json.dumps(
-            {"conn_type": "kafka", "extra": {"bootstrap.servers": f"127.0.0.1:{ports['kafka']}", "group.id": "t"}}
-        ),
         AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[2]", "extra": {"deploy-mode": "client"}}',
         AIRFLOW_CONN_SMTP_DEFAULT=json.dumps(
             {
@@ -89,7 +88,7 @@ MONITORING_PORT_VARIABLES = {
 
 
 def free_ports() -> dict[str, int]:
-    names = ("kafka", "controller", "redis", "airflow", "postgres", *MONITORING_PORT_VARIABLES)
+    names = ("kafka", "controller", "kafka_internal", "redis", "airflow", "postgres", *MONITORING_PORT_VARIABLES)
     return {name: free_port() for name in names}
 
 
@@ -155,6 +154,12 @@ class LocalStack:
     def redis(self, user: str = "admin") -> redis.Redis:
         """A client of the stack's Redis as one of its ACL users."""
         return RedisServer(self.state / "redis", self.ports["redis"]).client(user)
+
+    def kafka(self) -> KafkaBroker:
+        """The stack's broker as its files describe it: for its principals' client settings."""
+        return KafkaBroker(
+            self.state / "kafka", self.ports["kafka"], self.ports["controller"], self.ports["kafka_internal"]
+        )
 
     def supervisorctl(self, *args: str) -> str:
         result = subprocess.run(

@@ -26,7 +26,8 @@ import redis
 from pyspark.sql import SparkSession
 
 from clickstream import redis_layout
-from clickstream.defaults import RETENTION_MINUTES
+from clickstream.defaults import RECONCILER_GROUP_PREFIX, RETENTION_MINUTES
+from clickstream.kafka_security import kafka_options
 from clickstream.reconcile import reconcile
 from clickstream.schema import TOPIC
 from clickstream.spark.transforms import parse_events, tally
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     read_started = time.monotonic()
     reader = (
         spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", args.bootstrap_servers)
+        .options(**kafka_options(args.bootstrap_servers))
+        .option("groupIdPrefix", RECONCILER_GROUP_PREFIX)
         .option("subscribe", args.topic)
     )
     if args.from_ms is not None or args.to_ms is not None:

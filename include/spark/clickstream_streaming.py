@@ -22,7 +22,8 @@ import time
 
 from pyspark.sql import SparkSession
 
-from clickstream.defaults import RETENTION_MINUTES, WATERMARK
+from clickstream.defaults import RETENTION_MINUTES, STREAMING_GROUP_PREFIX, WATERMARK
+from clickstream.kafka_security import kafka_options
 from clickstream.redis_layout import COUNTS_QUERY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from clickstream.spark.checkpoint import COUNTS_CHECKPOINT
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", args.bootstrap_servers)
+        .options(**kafka_options(args.bootstrap_servers))
+        .option("groupIdPrefix", STREAMING_GROUP_PREFIX)
         .option("subscribe", args.topic)
         .option("startingOffsets", args.starting_offsets)
     )

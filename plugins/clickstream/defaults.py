@@ -26,3 +26,7 @@ SPARK_JARS_VARIABLE = "clickstream_spark_jars"
 SPARK_METRICS_PORT_VARIABLE = "clickstream_spark_metrics_port"
 SPARK_JARS = f"{{{{ var.value.get('{SPARK_JARS_VARIABLE}', '') }}}}"
 SPARK_METRICS_PORT = f"{{{{ var.value.get('{SPARK_METRICS_PORT_VARIABLE}', '') }}}}"
+
+# The consumer-group prefixes the Spark jobs read Kafka under: each principal's ACLs allow its own only.
+STREAMING_GROUP_PREFIX = "clickstream-streaming"
+RECONCILER_GROUP_PREFIX = "clickstream-reconciler"

@@ -4,7 +4,10 @@
     clickstream-produce --count 100000 --rps 0   # 100,000 events as fast as the broker takes them
     clickstream-produce --duration 60 --rps 500 --late-share 0.05 --malformed-share 0.01
 
-Brokers come from ``--bootstrap-servers`` or from an Airflow connection (``--conn-id``). Delivery is
+Brokers and the login come from an Airflow connection (``--conn-id``), or from ``--bootstrap-servers``
+with the environment: ``KAFKA_SASL_USERNAME`` and ``KAFKA_SASL_PASSWORD`` (SCRAM-SHA-512 over
+SASL_PLAINTEXT unless ``KAFKA_SASL_MECHANISM``/``KAFKA_SECURITY_PROTOCOL`` say otherwise; a password is
+never an argument, where the process list would show it). Delivery is
 acks=all with idempotence; every delivery report is checked. Ctrl-C stops sending, flushes what was
 sent and prints the summary. An unreachable broker or a missing topic is an error within
 ``--connect-timeout`` seconds, never a hang.
@@ -111,7 +114,20 @@ def make_producer(args: argparse.Namespace) -> BurstProducer:
         producer.connect_timeout_s = args.connect_timeout
         return producer
     servers = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
-    return BurstProducer({"bootstrap.servers": servers}, connect_timeout_s=args.connect_timeout)
+    return BurstProducer({"bootstrap.servers": servers, **login_from_env()}, connect_timeout_s=args.connect_timeout)
+
+
+def login_from_env() -> dict[str, str]:
+    """librdkafka login settings from ``KAFKA_SASL_USERNAME``/``KAFKA_SASL_PASSWORD`` (none when unset)."""
+    username = os.environ.get("KAFKA_SASL_USERNAME")
+    if not username:
+        return {}
+    return {
+        "security.protocol": os.environ.get("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+        "sasl.mechanism": os.environ.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        "sasl.username": username,
+        "sasl.password": os.environ.get("KAFKA_SASL_PASSWORD", ""),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

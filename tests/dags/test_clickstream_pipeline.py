@@ -20,7 +20,7 @@ pytestmark = pytest.mark.dags
 def delete_topics(kafka_broker, *topics: str) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    admin = AdminClient(kafka_broker.client_config("ops"))
     for future in admin.delete_topics(list(topics)).values():
         with contextlib.suppress(Exception):  # not created when the DAG failed early
             future.result(30)
@@ -31,8 +31,9 @@ def test_streaming_alone_counts_every_event_once_and_the_pipeline_passes_its_sla
 ):
     """With repair off, the counts in Redis are the streaming job's alone, and the reconciler finds nothing
     missing: a sink that counted nothing would fail here rather than be refilled by the repair."""
-    topic = f"events-{uuid.uuid4().hex[:8]}"
+    topic = f"clickstream-test-events-{uuid.uuid4().hex[:8]}"
     dlq = f"{topic}-dlq"
+    kafka_broker.grant(events=topic, dead_letters=dlq)  # the principals' ACLs, for this run's topics
     conf = {"topic": topic, "dead_letter_topic": dlq, "events": 5000, "exact_totals": True, "late_share": 0.0,
             "repair": False}  # fmt: skip
     try:
@@ -67,8 +68,9 @@ def test_events_beyond_the_watermark_are_repaired_by_the_batch_and_the_pipeline_
 ):
     """Repair on purpose: a tight watermark over small micro-batches drops late events from the stream; the
     batch reconciler finds exactly those missing and writes them, so Redis ends exact (``exact_totals``)."""
-    topic = f"events-{uuid.uuid4().hex[:8]}"
+    topic = f"clickstream-test-events-{uuid.uuid4().hex[:8]}"
     dlq = f"{topic}-dlq"
+    kafka_broker.grant(events=topic, dead_letters=dlq)  # the principals' ACLs, for this run's topics
     conf = {"topic": topic, "dead_letter_topic": dlq, "events": 5000, "exact_totals": True, "late_share": 0.2,
             "watermark": "5 seconds", "max_offsets_per_trigger": 500, "repair": True}  # fmt: skip
     try:

@@ -35,7 +35,7 @@ def test_smoke_dag_passes_against_real_kafka_and_redis(airflow_env, redis_client
     assert token is not None and len(token) == 32
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": "check"})
+    consumer = Consumer(kafka_broker.client_config("ops", **{"group.id": "check"}))
     _low, high = consumer.get_watermark_offsets(TopicPartition("clickstream-smoke", 0), timeout=10)
     consumer.assign([TopicPartition("clickstream-smoke", 0, high - 1)])
     message = consumer.poll(10)

@@ -17,7 +17,7 @@ def test_confluent_produced_events_read_back_by_kafka_python(kafka_broker, topic
 
     topic = topic_factory("roundtrip", partitions=3)
     producer = Producer(
-        {"bootstrap.servers": kafka_broker.bootstrap_servers, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
+        kafka_broker.client_config("producer", **{"acks": "all", "enable.idempotence": True, "linger.ms": 5})
     )
     sent: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
     errors: list[str] = []
@@ -40,8 +40,14 @@ def test_confluent_produced_events_read_back_by_kafka_python(kafka_broker, topic
     assert sum(len(v) for v in sent.values()) == EVENTS
     assert len(sent) == 3, "keys should spread over all three partitions"
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka_broker.bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=10_000
+    consumer = KafkaConsumer(  # as the reconciler, which may read the topic, and with kafka-python's own SCRAM
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_plain_username="reconciler",
+        sasl_plain_password=kafka_broker.passwords()["reconciler"],
+        enable_auto_commit=False,
+        consumer_timeout_ms=10_000,
     )
     partitions = [TopicPartition(topic, p) for p in range(3)]
     consumer.assign(partitions)

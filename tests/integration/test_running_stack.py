@@ -182,11 +182,14 @@ def test_pipeline_sla_emails_and_dashboard_queries_on_the_local_stack(local_stac
 
 
 def stack_secrets(stack: LocalStack) -> dict[str, str]:
-    """Every secret the stack generated: the UI users' and Redis users' passwords, and the keys Airflow's
-    components share."""
+    """Every secret the stack generated: the UI users', Redis users' and Kafka principals' passwords, and the
+    keys Airflow's components share."""
     found = {f"password of {user}": password for user, password in passwords(stack.state / "airflow").items()}
     redis_users = RedisServer(stack.state / "redis", stack.ports["redis"]).passwords()
     found.update({f"password of Redis user {user}": password for user, password in redis_users.items()})
+    kafka_users = stack.kafka().passwords()
+    assert set(kafka_users) >= {"admin", "producer", "streaming", "reconciler", "ops", "broker", "controller"}
+    found.update({f"password of Kafka user {user}": password for user, password in kafka_users.items()})
     shared = stack.state / "secrets.json"
     assert shared.stat().st_mode & 0o077 == 0, f"{shared} is readable by others"
     found.update(json.loads(shared.read_text()))
@@ -291,6 +294,13 @@ def test_faults_on_the_running_stack_lose_and_double_count_nothing(local_stack: 
     run.start_streaming_job()
     run.inject("driver SIGKILLed 3 times", 60, kill_driver_three_times, seed=101)
     watched = [d.pid for d in run.drivers()]
+    # The streaming job is the stack's too (Airflow starts it detached, outside supervisord): loopback only.
+    job = [proc for driver in run.drivers() for proc in (driver, *driver.children(recursive=True))]
+    job_sockets = [
+        c for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.pid in {p.pid for p in job}
+    ]
+    assert job_sockets, "the streaming job listens on nothing: is it running?"
+    assert all(loopback(c.laddr.ip) for c in job_sockets), [f"{c.laddr.ip}:{c.laddr.port}" for c in job_sockets]
     run.inject("triggerer SIGKILLed, scheduler restarted", 40, kill_triggerer_and_restart_scheduler, seed=102)
     # The same job ran on throughout: the new triggerer took over watching it; nothing relaunched it.
     assert [d.pid for d in run.drivers()] == watched

@@ -13,7 +13,7 @@ def test_streaming_query_total_equals_produced(kafka_broker, topic_factory, spar
 
     topic = topic_factory("spark-total", partitions=3)
     produced = 2_500
-    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers, "acks": "all"})
+    producer = Producer(kafka_broker.client_config("producer", acks="all"))
     for i in range(produced):
         producer.produce(topic, key=str(i % 13).encode(), value=str(i).encode())
     assert producer.flush(30) == 0
@@ -28,7 +28,12 @@ def test_streaming_query_total_equals_produced(kafka_broker, topic_factory, spar
         redis.Redis(host="127.0.0.1", **kwargs).hset(totals_key, str(batch_id), batch_df.count())
 
     query = foreach_batch_query(
-        spark, kafka_broker.bootstrap_servers, topic, write_batch_total, tmp_path / "checkpoint", max_offsets=1000
+        spark,
+        kafka_broker.client_config("streaming"),
+        topic,
+        write_batch_total,
+        tmp_path / "checkpoint",
+        max_offsets=1000,
     )
     assert query.awaitTermination(180), "the streaming query did not finish"
     assert query.exception() is None

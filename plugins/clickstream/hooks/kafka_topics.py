@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
 from airflow.sdk.exceptions import AirflowFailException
-from confluent_kafka import KafkaException
+from airflow.sdk.log import mask_secret
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 from clickstream.defaults import TOPIC_RETENTION_MS
+from clickstream.kafka_security import (
+    DENIED_ERRORS,
+    KafkaSecurityError,
+    login_problem,
+    security_env,
+    security_settings,
+    spark_kafka_options,
+)
 
 
 class TopicConfigMismatch(ValueError):
@@ -67,20 +77,65 @@ class KafkaTopicsHook(KafkaAdminClientHook):
             )
         return str(servers)
 
+    def spark_job_env(self) -> dict[str, str]:
+        """The connection's credentials as a Spark job's environment (never its command line).
+
+        Checked here, so a connection a job could not log in with fails the task with what to set.
+        """
+        extra = self.get_connection(self.kafka_config_id).extra_dejson
+        try:
+            spark_kafka_options(security_settings(extra))
+        except KafkaSecurityError as error:
+            raise AirflowFailException(f"Kafka connection {self.kafka_config_id!r}: {error}") from None
+        env = security_env(extra)
+        for value in (extra.get("sasl.password"), *env.values()):
+            if value:
+                mask_secret(value)  # in the task's log and the supervisor's, whatever prints it
+        return env
+
     def _get_client(self, config: dict[str, Any]) -> AdminClient:
+        self._auth_errors: list[KafkaError] = []
+
+        def on_error(error: KafkaError) -> None:  # a refused login reaches only this callback
+            if error.code() == KafkaError._AUTHENTICATION:
+                self._auth_errors.append(error)
+
         # librdkafka's own log lines go to the task log instead of raw stderr.
-        return AdminClient({"logger": logging.getLogger("clickstream.kafka"), **config})
+        return AdminClient({"logger": logging.getLogger("clickstream.kafka"), "error_cb": on_error, **config})
 
     def _existing(self, names: list[str]) -> dict[str, Any]:
         admin = self.get_conn
-        try:
-            metadata = admin.list_topics(timeout=self.timeout_s)
-        except KafkaException as exc:
-            servers = self.get_connection(self.kafka_config_id).extra_dejson.get("bootstrap.servers")
-            raise KafkaUnreachable(
-                f"cannot reach Kafka at {servers} (connection {self.kafka_config_id!r}) within {self.timeout_s:.0f}s: "
-                f"{exc.args[0]}. Check that the broker runs and the connection's bootstrap.servers"
-            ) from None
+        extra = self.get_connection(self.kafka_config_id).extra_dejson
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                metadata = admin.list_topics(timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+                break
+            except KafkaException as exc:
+                admin.poll(0)  # serves the error callback
+                if self._auth_errors:
+                    problem = login_problem(extra, self._auth_errors[-1])
+                    raise AirflowFailException(f"{problem} (connection {self.kafka_config_id!r})") from None
+                if time.monotonic() < deadline:
+                    continue
+                raise KafkaUnreachable(
+                    f"cannot reach Kafka at {extra.get('bootstrap.servers')} (connection {self.kafka_config_id!r}) "
+                    f"within {self.timeout_s:.0f}s: {exc.args[0]}. Check that the broker runs and the connection's "
+                    "bootstrap.servers (and its login, if the broker requires one)"
+                ) from None
+        denied = [
+            f"{name} ({metadata.topics[name].error.str()})"
+            for name in names
+            if name in metadata.topics
+            and metadata.topics[name].error is not None
+            and metadata.topics[name].error.name() in DENIED_ERRORS
+        ]
+        if denied:
+            raise AirflowFailException(
+                f"Kafka user {extra.get('sasl.username', 'ANONYMOUS')!r} (connection {self.kafka_config_id!r}) may "
+                f"not describe {', '.join(denied)}: manage topics through the admin principal's connection "
+                "(kafka_admin on the local stack), or grant it DESCRIBE, CREATE and ALTER on them"
+            )
         return {name: metadata.topics[name] for name in names if name in metadata.topics}
 
     def _configs(self, names: list[str]) -> dict[str, dict[str, str]]:
@@ -166,6 +221,13 @@ class KafkaTopicsHook(KafkaAdminClientHook):
                     outcome[name] = "created"
                     self.log.info("Created topic %s", name)
                 except KafkaException as exc:
+                    if exc.args[0].name() in DENIED_ERRORS:
+                        user = self.get_connection(self.kafka_config_id).extra_dejson.get("sasl.username", "ANONYMOUS")
+                        raise AirflowFailException(
+                            f"Kafka user {user!r} (connection {self.kafka_config_id!r}) may not create topic {name!r} "
+                            f"({exc.args[0].str()}): create topics through the admin principal's connection "
+                            "(kafka_admin on the local stack), or grant it CREATE on the topic"
+                        ) from None
                     if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                         raise
                     outcome[name] = "unchanged"  # created concurrently; the next run compares it

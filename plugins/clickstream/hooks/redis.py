@@ -12,6 +12,7 @@ from urllib.parse import quote
 from airflow.exceptions import AirflowException
 from airflow.providers.redis.hooks.redis import RedisHook
 from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
 
 
 def redis_url(conn: Any) -> str:
@@ -66,7 +67,9 @@ class ClickstreamRedisHook(RedisHook):
     def url(self) -> str:
         """The connection as a URL with its credentials, once Redis has accepted them."""
         self.get_conn()
-        return redis_url(self.get_connection(self.redis_conn_id))
+        url = redis_url(self.get_connection(self.redis_conn_id))
+        mask_secret(url)  # the password is masked already; the URL that carries it is a secret too
+        return url
 
     @staticmethod
     async def async_client(redis_conn_id: str) -> Any:

@@ -120,7 +120,8 @@ class ReconcileClickstreamOperator(SparkSubmitOperator):
                 args.append("--repair")
             self.application_args = args
             redis_url = ClickstreamRedisHook(redis_conn_id=self.redis_conn_id).url()
-            self.env_vars = {**(self.env_vars or {}), "REDIS_URL": redis_url}  # not on the command line
+            kafka_env = KafkaTopicsHook(self.kafka_config_id).spark_job_env()
+            self.env_vars = {**(self.env_vars or {}), "REDIS_URL": redis_url, **kafka_env}  # not on the command line
             self._hook = None  # built from the arguments just set
             super().execute(context)
             if not report_path.is_file():

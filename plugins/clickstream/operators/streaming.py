@@ -226,7 +226,11 @@ class ClickstreamStreamingOperator(BaseOperator):
             driver_memory=self.driver_memory,
             name=f"clickstream-streaming-{self.task_id}",
             application_args=self.application_args(),
-            env_vars={"REDIS_URL": ClickstreamRedisHook(redis_conn_id=self.redis_conn_id).url(), **statsd_env()},
+            env_vars={
+                "REDIS_URL": ClickstreamRedisHook(redis_conn_id=self.redis_conn_id).url(),
+                **KafkaTopicsHook(self.kafka_config_id).spark_job_env(),
+                **statsd_env(),
+            },
         )
         log_dir = Path(
             self.log_dir or os.path.join(airflow_conf.get("logging", "base_log_folder"), "clickstream-spark")

@@ -19,6 +19,8 @@ from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from clickstream.defaults import STREAMING_GROUP_PREFIX
+from clickstream.kafka_security import kafka_options
 from clickstream.redis_layout import (
     COUNTS_QUERY,
     Commit,
@@ -196,7 +198,8 @@ class PageViewsSink(_RedisSink):
         partitions = {topic: sorted(int(p) for p in parts) for topic, parts in end.items()}
         raw = (
             spark.read.format("kafka")
-            .option("kafka.bootstrap.servers", self.bootstrap_servers)
+            .options(**kafka_options(self.bootstrap_servers))
+            .option("groupIdPrefix", STREAMING_GROUP_PREFIX)
             .option("assign", json.dumps(partitions))
             .option("startingOffsets", json.dumps(
                 {t: {p: start.get(t, {}).get(p, -2) for p in parts} for t, parts in end.items()}))
@@ -276,7 +279,7 @@ class PageViewsSink(_RedisSink):
         (
             dead_letters(invalid)
             .write.format("kafka")
-            .option("kafka.bootstrap.servers", self.bootstrap_servers)
+            .options(**kafka_options(self.bootstrap_servers))
             .option("kafka.acks", "all")
             .option("topic", self.dead_letter_topic)
             .save()

@@ -12,14 +12,16 @@ from clickstream.operators.kafka_topics import CreateClickstreamTopicsOperator
 
 pytestmark = pytest.mark.integration
 
+ADMIN = {"kafka_config_id": "kafka_admin"}  # the only principal that may create and alter topics
+
 
 def names() -> tuple[str, str]:
-    base = f"events-{uuid.uuid4().hex[:8]}"
+    base = f"clickstream-test-events-{uuid.uuid4().hex[:8]}"  # the admin principal's ACLs cover clickstream-*
     return base, f"{base}-dlq"
 
 
 def describe(topic: str) -> tuple[int, dict[str, str]]:
-    hook = KafkaTopicsHook()
+    hook = KafkaTopicsHook("kafka_admin")
     metadata = hook._existing([topic])[topic]
     return len(metadata.partitions), hook._configs([topic])[topic]
 
@@ -27,7 +29,7 @@ def describe(topic: str) -> tuple[int, dict[str, str]]:
 def test_creates_both_topics_then_is_idempotent(airflow_env):
     topic, dlq = names()
     op = CreateClickstreamTopicsOperator(
-        task_id="create", topic=topic, dead_letter_topic=dlq, partitions=4, retention_ms=3_600_000
+        task_id="create", topic=topic, dead_letter_topic=dlq, partitions=4, retention_ms=3_600_000, **ADMIN
     )
     assert op.execute({}) == {topic: "created", dlq: "created"}
     partitions, configs = describe(topic)
@@ -41,9 +43,11 @@ def test_creates_both_topics_then_is_idempotent(airflow_env):
 
 def test_a_mismatch_fails_saying_what_differs_and_changes_nothing(airflow_env):
     topic, dlq = names()
-    CreateClickstreamTopicsOperator(task_id="create", topic=topic, dead_letter_topic=dlq, partitions=3).execute({})
+    CreateClickstreamTopicsOperator(
+        task_id="create", topic=topic, dead_letter_topic=dlq, partitions=3, **ADMIN
+    ).execute({})
     other = CreateClickstreamTopicsOperator(
-        task_id="create", topic=topic, dead_letter_topic=dlq, partitions=5, retention_ms=60_000
+        task_id="create", topic=topic, dead_letter_topic=dlq, partitions=5, retention_ms=60_000, **ADMIN
     )
     with pytest.raises(AirflowFailException) as info:
         other.execute({})
@@ -56,9 +60,9 @@ def test_a_mismatch_fails_saying_what_differs_and_changes_nothing(airflow_env):
 
 def test_partitions_grow_only_when_asked(airflow_env):
     topic, _ = names()
-    CreateClickstreamTopicsOperator(task_id="c", topic=topic, dead_letter_topic=None, partitions=2).execute({})
+    CreateClickstreamTopicsOperator(task_id="c", topic=topic, dead_letter_topic=None, partitions=2, **ADMIN).execute({})
     grow = CreateClickstreamTopicsOperator(
-        task_id="c", topic=topic, dead_letter_topic=None, partitions=6, allow_partition_increase=True
+        task_id="c", topic=topic, dead_letter_topic=None, partitions=6, allow_partition_increase=True, **ADMIN
     )
     assert grow.execute({}) == {topic: "partitions_increased"}
     assert describe(topic)[0] == 6
@@ -75,4 +79,24 @@ def test_unreachable_broker_fails_fast_with_the_address(monkeypatch, airflow_env
     started = time.monotonic()
     with pytest.raises(KafkaUnreachable, match=r"cannot reach Kafka at 127.0.0.1:1 \(connection 'kafka_nowhere'\)"):
         KafkaTopicsHook(kafka_config_id="kafka_nowhere", timeout_s=3).ensure_topics([TopicSpec("x")])
+    assert time.monotonic() - started < 10
+
+
+def test_a_principal_without_the_right_is_told_to_use_the_admin_connection(airflow_env):
+    topic, dlq = names()
+    producer = CreateClickstreamTopicsOperator(task_id="c", topic=topic, dead_letter_topic=dlq)  # kafka_default
+    with pytest.raises(AirflowFailException, match=r"Kafka user 'producer' \(connection 'kafka_default'\) may not"):
+        producer.execute({})
+
+
+def test_a_wrong_password_fails_fast_saying_what_to_check(monkeypatch, airflow_env, kafka_broker):
+    import json
+    import time
+
+    config = kafka_broker.client_config("admin")
+    config["sasl.password"] = "not-the-password"
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_WRONG", json.dumps({"conn_type": "kafka", "extra": config}))
+    started = time.monotonic()
+    with pytest.raises(AirflowFailException, match=r"refused the login of 'admin'.*connection 'kafka_wrong'"):
+        KafkaTopicsHook(kafka_config_id="kafka_wrong").ensure_topics([TopicSpec("clickstream-x")])
     assert time.monotonic() - started < 10

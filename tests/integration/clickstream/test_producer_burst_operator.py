@@ -69,7 +69,8 @@ def test_unreachable_broker_fails_the_task_fast_and_clearly(airflow_env, monkeyp
     assert time.monotonic() - started < 25
 
 
-def test_missing_topic_fails_saying_how_to_create_it(airflow_env):
-    op = ProduceClickstreamBurstOperator(task_id="burst", topic="no-such-topic", events=10)
-    with pytest.raises(AirflowException, match=r"topic .no-such-topic. is not available.*create it first"):
+def test_missing_topic_fails_saying_how_to_create_it(airflow_env, kafka_broker):
+    kafka_broker.grant(events="clickstream-no-such-topic")  # allowed, but absent (else the broker says "denied")
+    op = ProduceClickstreamBurstOperator(task_id="burst", topic="clickstream-no-such-topic", events=10)
+    with pytest.raises(AirflowException, match=r"topic .clickstream-no-such-topic. is not available.*create it first"):
         op.execute({})

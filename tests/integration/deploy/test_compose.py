@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 import subprocess
+import sys
 from pathlib import Path
+from string import Template
 
 import pytest
 
@@ -18,6 +21,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE = DEPS / "bin/docker-compose"
 TARGETS = REPO / "include/monitoring/compose/prometheus-targets"
+ENV_EXAMPLE = REPO / ".env.example"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def test_the_services_the_issue_names_are_all_there(project):
 
 
 def test_every_long_running_service_has_a_health_check_and_waits_on_conditions(project):
-    one_shot = {"airflow-init", "jmx-agent", "alertmanager-config"}
+    one_shot = {"airflow-init", "jmx-agent", "alertmanager-config", "kafka-init"}
     for name, service in project["services"].items():
         if name not in one_shot and name != "redis-exporter":
             assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
@@ -55,6 +59,8 @@ def test_every_long_running_service_has_a_health_check_and_waits_on_conditions(p
     scheduler = project["services"]["airflow-scheduler"]["depends_on"]
     assert scheduler["airflow-init"]["condition"] == "service_completed_successfully"
     assert scheduler["kafka"]["condition"] == "service_healthy"
+    assert scheduler["kafka-init"]["condition"] == "service_completed_successfully"
+    assert project["services"]["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
 def test_every_mounted_file_is_the_repository_file_itself(project):
@@ -74,6 +80,7 @@ def test_every_mounted_file_is_the_repository_file_itself(project):
         "include/monitoring/grafana/provisioning",
         "include/monitoring/kafka/jmx-exporter.yml",
         "include/kafka/server.properties",
+        "include/kafka/acls.template",
         "airflow_home/airflow.cfg",
         "dags",
         "include",
@@ -112,13 +119,35 @@ def test_prometheus_targets_name_compose_services_and_their_ports(project):
     assert scraped == {p.stem for p in TARGETS.glob("*.json")}
 
 
+def env_example() -> dict[str, str]:
+    return dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if line and line[0] != "#")
+
+
+def kafka_password_variables() -> set[str]:
+    """One per principal devstack's broker knows (its listeners' own users and the SCRAM users)."""
+    from devstack.kafka_broker import SUPER_USERS, USERS
+
+    return {f"KAFKA_{user.upper()}_PASSWORD" for user in {*SUPER_USERS, *USERS}}
+
+
 def test_no_secret_has_a_value_in_the_compose_file():
     text = (REPO / "docker-compose.yml").read_text()
+    example = env_example()
+    kafka = {name for name in example if re.fullmatch(r"KAFKA_\w+_PASSWORD", name)}
+    assert kafka == kafka_password_variables()
     secrets = ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_VIEWER_PASSWORD",
                "GRAFANA_ADMIN_PASSWORD", *(f"REDIS_{user}_PASSWORD" for user in
-                                           ("WRITER", "RECONCILER", "READER", "MONITOR", "ADMIN")))  # fmt: skip
+                                           ("WRITER", "RECONCILER", "READER", "MONITOR", "ADMIN")),
+               *sorted(kafka))  # fmt: skip
     for secret in secrets:
         assert f"${{{secret}:?" in text
+    # Kafka's passwords only ever come from .env, and compose refuses to start without one.
+    assert not re.search(r"\$\{KAFKA_\w+_PASSWORD(?!:\?)", text)
+    for name in kafka:
+        assert example[name] not in text, f"{name}'s example value is written in docker-compose.yml"
+    sasl_passwords = re.findall(r'"sasl\.password": "([^"]*)"', text)
+    assert len(sasl_passwords) == 4
+    assert all(re.fullmatch(r"\$\{KAFKA_\w+_PASSWORD:\?[^}]*\}", value) for value in sasl_passwords), sasl_passwords
     assert not (REPO / ".env").exists() or ".env" in (REPO / ".gitignore").read_text().split()
 
 
@@ -162,3 +191,209 @@ def test_compose_renders_redis_acl_users_as_the_local_stack_does(project, tmp_pa
             f"redis://{user}:{env[f'REDIS_{user.upper()}_PASSWORD']}@"
         )
     assert project["services"]["redis-exporter"]["environment"]["REDIS_USER"] == "monitor"
+
+
+# The Kafka services' scripts run here by sh, the image's Kafka tools replaced by a stand-in that records each
+# call: its arguments, KAFKA_OPTS and the files it names (content and mode), one JSON line each.
+TOOL_STANDIN = """
+import json, os, stat, sys
+
+tool, args = sys.argv[1], sys.argv[2:]
+files = {a: [open(a).read(), stat.S_IMODE(os.stat(a).st_mode)] for a in args if os.path.isfile(a)}
+with open(os.environ["TOOL_LOG"], "a") as log:
+    log.write(json.dumps({"tool": tool, "args": args, "files": files, "KAFKA_OPTS": os.environ.get("KAFKA_OPTS")}))
+    log.write("\\n")
+if args == ["random-uuid"]:
+    print("MkU3OEVBNTcwNTJENDM2Qk")
+"""
+KAFKA_TOOLS = "/opt/kafka/bin/"
+
+
+def run_with_kafka_tools(script: str, env: dict[str, str], tmp_path: Path) -> list[dict]:
+    tools = tmp_path / "kafka-bin"
+    tools.mkdir(parents=True)
+    (tools / "standin.py").write_text(TOOL_STANDIN)
+    for name in ("kafka-storage.sh", "kafka-server-start.sh", "kafka-configs.sh", "kafka-acls.sh"):
+        (tools / name).write_text(f'#!/bin/sh\nexec {sys.executable} {tools / "standin.py"} {name} "$@"\n')
+        (tools / name).chmod(0o755)
+    log = tmp_path / "tools.jsonl"
+    assert KAFKA_TOOLS in script
+    result = subprocess.run(
+        ["sh", "-ec", script.replace(KAFKA_TOOLS, f"{tools}/")],
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path / "tmp"), "TOOL_LOG": str(log), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def kafka_script(project: dict, service: str) -> str:
+    """The script compose hands to the service's sh (``$$`` unescaped)."""
+    assert project["services"][service]["entrypoint"] == ["/bin/sh", "-ec"]
+    (script,) = project["services"][service]["command"]
+    return script.replace("$$", "$")
+
+
+def mount_target(project: dict, service: str, source: str) -> str:
+    (volume,) = (v for v in project["services"][service]["volumes"] if v.get("source") == str(REPO / source))
+    assert volume.get("read_only"), f"{service} mounts {source} writable"
+    return volume["target"]
+
+
+def local_kafka(workdir: Path, env: dict[str, str]):
+    """devstack's broker on the ports compose gives the broker, with the passwords compose was given."""
+    from devstack.kafka_broker import SUPER_USERS, USERS, KafkaBroker
+
+    broker = KafkaBroker(workdir, port=9092, controller_port=9097, internal_port=9094)
+    workdir.mkdir()
+    principals = {*SUPER_USERS, *USERS}
+    broker.passwords_file.write_text(json.dumps({user: env[f"KAFKA_{user.upper()}_PASSWORD"] for user in principals}))
+    return broker
+
+
+def plain_login(password: str) -> str:
+    return (
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.jaas.config=org.apache.kafka.common.security"
+        f'.plain.PlainLoginModule required username="broker" password="{password}";\n'
+    )
+
+
+def test_the_kafka_entrypoint_fills_in_every_placeholder_of_the_broker_template(project):
+    placeholders = set(Template((REPO / "include/kafka/server.properties").read_text()).get_identifiers())
+    filled = set(re.findall(r"s(.)\[\$\]\{(\w+)\}\1", kafka_script(project, "kafka")))
+    assert placeholders and {name for _, name in filled} == placeholders
+
+
+def test_compose_renders_the_kafka_broker_config_as_the_local_stack_does(project, tmp_path):
+    """The kafka service's start script, run here by sh on the same template, writes the file devstack renders
+    for the same ports and passwords, but for the listeners that other containers reach (0.0.0.0, advertised
+    as kafka); then formats the storage once and starts the broker with the JMX agent, no password on a
+    command line."""
+    service = project["services"]["kafka"]
+    env = {key: value for key, value in service["environment"].items() if key.startswith("KAFKA_")}
+    assert set(env) == {"KAFKA_BROKER_PASSWORD", "KAFKA_CONTROLLER_PASSWORD"}  # nothing for the image to merge
+    local = local_kafka(tmp_path / "local", env_example())
+    template = mount_target(project, "kafka", "include/kafka/server.properties")
+    (data_volume,) = (v for v in service["volumes"] if v["source"] == "kafka-data")
+    conf = "/opt/kafka/config/clickstream"
+    script = kafka_script(project, "kafka")
+    for path in (template, data_volume["target"], conf):
+        assert path in script
+    script = script.replace(template, str(REPO / "include/kafka/server.properties"))
+    script = script.replace(data_volume["target"], str(local.data_dir)).replace(conf, str(tmp_path / "conf"))
+    calls = run_with_kafka_tools(script, env, tmp_path)
+
+    rendered = tmp_path / "conf/server.properties"
+    expected = []
+    for line in local.render_config().splitlines(keepends=True):
+        if line.startswith("listeners="):
+            line = line.replace("CLIENT://127.0.0.1:", "CLIENT://0.0.0.0:").replace(
+                "INTERNAL://127.0.0.1:", "INTERNAL://0.0.0.0:"
+            )
+        elif line.startswith("advertised.listeners="):
+            line = line.replace("//127.0.0.1:", "//kafka:")
+        expected.append(line)
+    assert rendered.read_text() == "".join(expected)
+    assert "listeners=CLIENT://0.0.0.0:9092,INTERNAL://0.0.0.0:9094,CONTROLLER://127.0.0.1:9097\n" in expected
+    assert "advertised.listeners=CLIENT://kafka:9092,INTERNAL://kafka:9094\n" in expected
+    assert "${" not in rendered.read_text()
+    assert stat.S_IMODE(rendered.stat().st_mode) == 0o600
+    assert sorted(os.listdir(tmp_path / "conf")) == ["internal-client.properties", "server.properties"]
+
+    # The health check logs in as the broker on INTERNAL, from the file the script wrote.
+    client = tmp_path / "conf/internal-client.properties"
+    assert client.read_text() == plain_login(env["KAFKA_BROKER_PASSWORD"])
+    assert stat.S_IMODE(client.stat().st_mode) == 0o600
+    health = " ".join(service["healthcheck"]["test"])
+    assert f"--bootstrap-server localhost:9094 --command-config {conf}/internal-client.properties" in health
+
+    uuid, format_, start = calls
+    assert (uuid["tool"], uuid["args"]) == ("kafka-storage.sh", ["random-uuid"])
+    assert format_["tool"] == "kafka-storage.sh" and format_["KAFKA_OPTS"] is None
+    assert format_["args"] == ["format", "--ignore-formatted", "-t", "MkU3OEVBNTcwNTJENDM2Qk", "-c", str(rendered)]
+    assert (start["tool"], start["args"]) == ("kafka-server-start.sh", [str(rendered)])
+    agent, metrics_port, exporter_config = re.fullmatch(r"-javaagent:(\S+)=(\d+):(\S+)", start["KAFKA_OPTS"]).groups()
+    assert int(metrics_port) in published(project, "kafka")
+    assert exporter_config == mount_target(project, "kafka", "include/monitoring/kafka/jmx-exporter.yml")
+    assert any(agent.startswith(v["target"] + "/") for v in service["volumes"] if v["source"] == "jmx-agent")
+    assert not [call for call in calls for password in env.values() if password in " ".join(call["args"])]
+
+    # Formatted once: a data directory that has its meta.properties is left alone.
+    (tmp_path / "tools.jsonl").unlink()
+    local.data_dir.mkdir()
+    (local.data_dir / "meta.properties").write_text("")
+    assert [call["tool"] for call in run_with_kafka_tools(script, env, tmp_path / "again")] == ["kafka-server-start.sh"]
+
+
+def test_kafka_init_makes_the_local_stacks_scram_users_and_acls(project, tmp_path):
+    """kafka-init, run here by sh, upserts every SCRAM user devstack makes with its .env password, and grants
+    exactly the ACLs devstack grants from include/kafka/acls.template; logged in as the broker on INTERNAL,
+    each password only in a private file."""
+    from devstack.kafka_broker import USERS, acl_rules
+
+    service = project["services"]["kafka-init"]
+    env = {key: value for key, value in service["environment"].items() if key.startswith("KAFKA_")}
+    template = mount_target(project, "kafka-init", "include/kafka/acls.template")
+    script = kafka_script(project, "kafka-init")
+    assert template in script
+    (tmp_path / "tmp").mkdir()
+    calls = run_with_kafka_tools(script.replace(template, str(REPO / "include/kafka/acls.template")), env, tmp_path)
+    assert not os.listdir(tmp_path / "tmp"), "kafka-init left its private files behind"
+
+    scram, acls = {}, set()
+    for call in calls:
+        args = call["args"]
+        assert args[:3] == ["--bootstrap-server", "kafka:9094", "--command-config"]
+        assert call["files"][args[3]] == [plain_login(env["KAFKA_BROKER_PASSWORD"]), 0o600]
+        assert not [p for p in env.values() if p in " ".join(args)], f"a password on {call['tool']}'s command line"
+        if call["tool"] == "kafka-configs.sh":
+            user, config_file = args[8], args[-1]
+            assert args[4:] == [
+                "--alter",
+                "--entity-type",
+                "users",
+                "--entity-name",
+                user,
+                "--add-config-file",
+                config_file,
+            ]
+            content, mode = call["files"][config_file]
+            assert mode == 0o600
+            scram[user] = content
+        else:
+            assert call["tool"] == "kafka-acls.sh" and args[4] == "--add"
+            options = dict(zip(args[5::2], args[6::2], strict=False))
+            (resource,) = {"topic", "group"} & {option.lstrip("-") for option in options}
+            operations = [
+                value for option, value in zip(args[5::2], args[6::2], strict=False) if option == "--operation"
+            ]
+            for operation in operations:
+                acls.add((options["--allow-principal"], resource, options["--resource-pattern-type"],
+                          options[f"--{resource}"], operation))  # fmt: skip
+    assert scram == {
+        user: f"SCRAM-SHA-512=iterations=8192,password={env[f'KAFKA_{user.upper()}_PASSWORD']}\n" for user in USERS
+    }
+    # kafka-acls reads operation names without their underscores (AlterConfigs, ALTERCONFIGS).
+    assert acls == {
+        (f"User:{rule.principal}", rule.resource, rule.pattern, rule.name, operation.replace("_", ""))
+        for rule in acl_rules()
+        for operation in rule.operations
+    }
+
+
+def test_airflow_kafka_connections_are_the_local_stacks_on_the_compose_network(project, tmp_path):
+    """Each Kafka connection logs in as its principal with SCRAM-SHA-512, as devstack's connections do."""
+    local = local_kafka(tmp_path / "local", env_example())
+    airflow = project["services"]["airflow-scheduler"]["environment"]
+    assert {name for name in airflow if name.startswith("AIRFLOW_CONN_KAFKA_")} == set(local.airflow_connections())
+    for name, connection in local.airflow_connections().items():
+        expected = json.loads(connection)
+        expected["extra"]["bootstrap.servers"] = "kafka:9092"
+        assert json.loads(airflow[name]) == expected, name
+    users = {name: json.loads(airflow[name])["extra"]["sasl.username"] for name in local.airflow_connections()}
+    assert users == {
+        "AIRFLOW_CONN_KAFKA_DEFAULT": "producer", "AIRFLOW_CONN_KAFKA_ADMIN": "admin",
+        "AIRFLOW_CONN_KAFKA_STREAMING": "streaming", "AIRFLOW_CONN_KAFKA_RECONCILER": "reconciler",
+    }  # fmt: skip

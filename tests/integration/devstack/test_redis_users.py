@@ -20,6 +20,9 @@ ACTIONS = {
     "write the batch fence": lambda c: c.hset("clickstream:commit:q", "batch_id", 1),
     "write a stop request": lambda c: c.hset("clickstream:control:streaming", "command", "stop"),
     "run a script on counts": lambda c: c.eval(SCRIPT, 1, "click_count:/script"),
+    "reset progress (MULTI/EXEC)": lambda c: (
+        c.pipeline().delete("clickstream:progress:q").hset("clickstream:progress:q", "state", "running").execute()
+    ),
     "write another key": lambda c: c.set("elsewhere", 1),
     "read another key": lambda c: c.get("elsewhere"),
     "INFO": lambda c: c.info("server"),
@@ -33,6 +36,7 @@ ALLOWED = {
         "write the batch fence",
         "write a stop request",
         "run a script on counts",
+        "reset progress (MULTI/EXEC)",
     },
     "reconciler": {"read counts", "add to counts", "run a script on counts"},
     "reader": {"read counts"},

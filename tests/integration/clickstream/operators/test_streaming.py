@@ -64,6 +64,7 @@ def operators(airflow_env):
     handles: list[SparkJobHandle] = []
 
     def make(**kwargs) -> ClickstreamStreamingOperator:
+        kwargs.setdefault("kafka_config_id", "kafka_streaming")  # the job's own principal, as in the DAGs
         op = ClickstreamStreamingOperator(task_id="stream_clicks", **kwargs)
         made.append(op)
         return op
@@ -77,9 +78,10 @@ def operators(airflow_env):
 def test_a_killed_and_a_stalled_job_are_restarted_from_the_checkpoint_and_count_exactly_once(
     kafka_broker, topic_factory, redis_client, operators, tmp_path
 ):
-    topic, dlq = topic_factory("op-events", partitions=2), topic_factory("op-dlq", partitions=1)
+    topic = topic_factory("op-events", partitions=2)
+    dlq = topic_factory("op-dlq", partitions=1, dead_letters_of=topic)
     config = TrafficConfig(seed=11, start_ms=1_765_000_000_000, events_per_second=400.0, malformed_share=0.01)
-    spark_jobs.produce(kafka_broker.bootstrap_servers, topic, config, 24_000)
+    spark_jobs.produce(kafka_broker.client_config("producer"), topic, config, 24_000)
     op = operators(
         application=str(spark_jobs.STREAMING_APP),
         mode="bounded",
@@ -196,7 +198,9 @@ def test_a_batch_that_fails_after_every_restart_fails_the_task_naming_it_counts_
     from confluent_kafka.admin import AdminClient
 
     topic = topic_factory("op-lost", partitions=1)
-    spark_jobs.produce(kafka_broker.bootstrap_servers, topic, TrafficConfig(seed=21, start_ms=1_765_000_000_000), 500)
+    spark_jobs.produce(
+        kafka_broker.client_config("producer"), topic, TrafficConfig(seed=21, start_ms=1_765_000_000_000), 500
+    )
     settings = {
         "application": str(spark_jobs.STREAMING_APP),
         "topic": topic,
@@ -214,8 +218,10 @@ def test_a_batch_that_fails_after_every_restart_fails_the_task_naming_it_counts_
     finished = first_event(first.value)
     assert op.execute_complete(context, finished, **first.value.kwargs)["status"] == "finished"  # offsets 0-499
 
-    spark_jobs.produce(kafka_broker.bootstrap_servers, topic, TrafficConfig(seed=22, start_ms=1_765_000_000_000), 500)
-    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    spark_jobs.produce(
+        kafka_broker.client_config("producer"), topic, TrafficConfig(seed=22, start_ms=1_765_000_000_000), 500
+    )
+    admin = AdminClient(kafka_broker.client_config("ops"))
     for future in admin.delete_records([TopicPartition(topic, 0, 750)]).values():
         future.result(30)  # offsets 500-749 are gone before the job read them
 
@@ -262,7 +268,7 @@ def test_a_batch_that_fails_after_every_restart_fails_the_task_naming_it_counts_
 def test_a_long_running_job_stops_cleanly_when_asked(kafka_broker, topic_factory, redis_client, operators, tmp_path):
     topic = topic_factory("op-long", partitions=1)
     config = TrafficConfig(seed=5, start_ms=1_765_000_000_000, events_per_second=100.0)
-    spark_jobs.produce(kafka_broker.bootstrap_servers, topic, config, 1000)
+    spark_jobs.produce(kafka_broker.client_config("producer"), topic, config, 1000)
     op = operators(
         application=str(spark_jobs.STREAMING_APP),
         mode="long_running",

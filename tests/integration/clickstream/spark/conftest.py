@@ -25,7 +25,12 @@ def streaming_job(kafka_broker, redis_server, tmp_path):
             *extra,
         ]  # fmt: skip
         log = tmp_path / f"streaming-{len(started)}.log"
-        proc = spark_jobs.submit(spark_jobs.STREAMING_APP, args, log, env={"REDIS_URL": redis_server.url("writer")})
+        proc = spark_jobs.submit(
+            spark_jobs.STREAMING_APP,
+            args,
+            log,
+            env={"REDIS_URL": redis_server.url("writer"), **spark_jobs.kafka_env(kafka_broker, "streaming")},
+        )
         started.append(proc)
         return proc
 

@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from spark_jobs import BATCH_APP, log_tail, produce, redis_counts, submit, wait_exit
+from spark_jobs import BATCH_APP, kafka_env, log_tail, produce, redis_counts, submit, wait_exit
 
 from clickstream.traffic import TrafficConfig, ground_truth
 
@@ -20,7 +20,9 @@ def run_batch(kafka_broker, redis_server, topic: str, tmp_path, *extra: str) -> 
         "--report-file", str(report_file), *extra,
     ]  # fmt: skip
     log = tmp_path / f"batch-{time.monotonic_ns()}.log"
-    job = submit(BATCH_APP, args, log, env={"REDIS_URL": redis_server.url("reconciler")})
+    job = submit(
+        BATCH_APP, args, log, env={"REDIS_URL": redis_server.url("reconciler"), **kafka_env(kafka_broker, "reconciler")}
+    )
     assert wait_exit(job, 240) == 0, log_tail(job)
     report = json.loads(report_file.read_text())
     output = job.log_path.read_text(errors="replace")
@@ -32,12 +34,13 @@ def run_batch(kafka_broker, redis_server, topic: str, tmp_path, *extra: str) -> 
 def test_events_later_than_the_watermark_are_found_and_repaired(
     kafka_broker, redis_server, redis_client, topic_factory, streaming_job, tmp_path
 ):
-    topic, dlq = topic_factory("late", partitions=3), topic_factory("late-dlq", partitions=1)
+    topic = topic_factory("late", partitions=3)
+    dlq = topic_factory("late-dlq", partitions=1, dead_letters_of=topic)
     config = TrafficConfig(
         seed=21, start_ms=int(time.time() * 1000) - 600_000, events_per_second=50,
         late_share=0.15, late_mean_delay_s=120, late_max_delay_s=400, malformed_share=0.02,
     )  # fmt: skip
-    produce(kafka_broker.bootstrap_servers, topic, config, 25_000)
+    produce(kafka_broker.client_config("producer"), topic, config, 25_000)
     truth = ground_truth(config, 25_000)
 
     # A tight watermark and small batches: the stream moves on and drops events that arrive too late.

@@ -18,6 +18,7 @@ from pyspark.sql.types import StringType
 from spark_jobs import foreach_batch_query, produce, redis_counts
 
 from clickstream import redis_layout
+from clickstream.kafka_security import SECURITY_ENV, security_settings
 from clickstream.redis_layout import COUNTS_QUERY
 from clickstream.spark.sinks import PageViewsSink
 from clickstream.spark.transforms import parse_events
@@ -33,15 +34,16 @@ def all_counts(client) -> int:
 
 
 def test_a_record_that_fails_inside_spark_is_dead_lettered_and_the_rest_counts_once(
-    spark, kafka_broker, topic_factory, redis_client, redis_server, read_topic, tmp_path
+    spark, kafka_broker, topic_factory, redis_client, redis_server, monkeypatch, read_topic, tmp_path
 ):
-    topic, dlq = topic_factory("poison", partitions=2), topic_factory("poison-dlq", partitions=1)
+    topic = topic_factory("poison", partitions=2)
+    dlq = topic_factory("poison-dlq", partitions=1, dead_letters_of=topic)
     now = int(time.time() * 1000)
     config = TrafficConfig(seed=11, start_ms=now - 120_000, events_per_second=50, malformed_share=0.01)
-    produce(kafka_broker.bootstrap_servers, topic, config, 3000)
+    produce(kafka_broker.client_config("producer"), topic, config, 3000)
     truth = ground_truth(config, 3000)
     poison = json.dumps(corpus.event(page=POISON_PAGE, ts=now - 60_000)).encode()
-    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers, "acks": "all"})
+    producer = Producer(kafka_broker.client_config("producer", acks="all"))
     producer.produce(topic, key=b"u-poison", value=poison)
     assert producer.flush(30) == 0
 
@@ -53,6 +55,8 @@ def test_a_record_that_fails_inside_spark_is_dead_lettered_and_the_rest_counts_o
     def prepare(raw):  # the product's parse, then the test's own failure
         return parse_events(raw).withColumn("page", F.udf(breaks_on_poison, StringType())("page"))
 
+    # The sink runs in this process's Spark session and reads its Kafka login from the environment.
+    monkeypatch.setenv(SECURITY_ENV, json.dumps(security_settings(kafka_broker.client_config("streaming"))))
     sink = PageViewsSink(
         redis_server.url("writer"),
         kafka_broker.bootstrap_servers,
@@ -62,7 +66,7 @@ def test_a_record_that_fails_inside_spark_is_dead_lettered_and_the_rest_counts_o
         prepare=prepare,
     )
     query = foreach_batch_query(
-        spark, kafka_broker.bootstrap_servers, topic, sink, tmp_path / "checkpoint", name=COUNTS_QUERY
+        spark, kafka_broker.client_config("streaming"), topic, sink, tmp_path / "checkpoint", name=COUNTS_QUERY
     )
     started = time.monotonic()
     query.awaitTermination(300)

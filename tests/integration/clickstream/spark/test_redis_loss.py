@@ -13,7 +13,7 @@ import time
 from collections import Counter
 
 import pytest
-from spark_jobs import STREAMING_APP, all_counts, log_tail, produce, submit, wait_exit
+from spark_jobs import STREAMING_APP, all_counts, kafka_env, log_tail, produce, submit, wait_exit
 
 from clickstream import redis_layout
 from clickstream.traffic import TrafficConfig, ground_truth
@@ -27,7 +27,9 @@ pytestmark = pytest.mark.integration
 def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_factory, tmp_path):
     from clickstream.schema import window_label
 
-    topic, dlq = topic_factory("loss", partitions=2), topic_factory("loss-dlq", partitions=1)
+    topic = topic_factory("loss", partitions=2)
+
+    dlq = topic_factory("loss-dlq", partitions=1, dead_letters_of=topic)
     server = RedisServer(tmp_path / "redis", free_port(), persistent=False)
     server.prepare()
     now = int(time.time() * 1000)
@@ -42,7 +44,12 @@ def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_fact
         args = ["--bootstrap-servers", kafka_broker.bootstrap_servers, "--topic", topic, "--dead-letter-topic", dlq,
                 "--checkpoint-dir", str(tmp_path / "checkpoint"), "--available-now",
                 "--max-offsets-per-trigger", "1000"]  # fmt: skip
-        job = submit(STREAMING_APP, args, tmp_path / f"streaming-{runs}.log", env={"REDIS_URL": server.url("writer")})
+        job = submit(
+            STREAMING_APP,
+            args,
+            tmp_path / f"streaming-{runs}.log",
+            env={"REDIS_URL": server.url("writer"), **kafka_env(kafka_broker, "streaming")},
+        )
         runs += 1
         assert wait_exit(job, 240) == 0, log_tail(job)
         return (tmp_path / f"streaming-{runs - 1}.log").read_text()
@@ -50,11 +57,11 @@ def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_fact
     with contextlib.ExitStack() as redis_running:
         redis_running.enter_context(running("redis", server.command(), server.healthy, tmp_path / "r.log"))
         client = server.client("admin")
-        produce(kafka_broker.bootstrap_servers, topic, bursts[0], 3000)
+        produce(kafka_broker.client_config("producer"), topic, bursts[0], 3000)
         stream_what_is_there()  # micro-batches 0-2
         client.save()
         shutil.copy(server.workdir / "dump.rdb", tmp_path / "snapshot.rdb")
-        produce(kafka_broker.bootstrap_servers, topic, bursts[1], 3000)
+        produce(kafka_broker.client_config("producer"), topic, bursts[1], 3000)
         stream_what_is_there()  # micro-batches 3-5
         commit_key = next(iter(client.scan_iter(f"{redis_layout.PREFIX}commit:*")))
         assert int(client.hget(commit_key, "batch_id")) == 5
@@ -65,7 +72,7 @@ def test_batches_lost_by_redis_are_recounted_from_kafka(kafka_broker, topic_fact
     with running("redis", server.command(), server.healthy, tmp_path / "r2.log"):
         client = server.client("admin")
         assert int(client.hget(commit_key, "batch_id")) == 2
-        produce(kafka_broker.bootstrap_servers, topic, bursts[2], 1000)
+        produce(kafka_broker.client_config("producer"), topic, bursts[2], 1000)
         started = time.monotonic()
         log = stream_what_is_there()  # micro-batch 6 finds the gap first
         recovered_s = time.monotonic() - started

@@ -9,6 +9,7 @@ being prepared, in a real streaming query with real Kafka and Redis.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -16,6 +17,7 @@ import pytest
 from spark_jobs import foreach_batch_query, produce, redis_counts
 
 from clickstream import redis_layout
+from clickstream.kafka_security import SECURITY_ENV, security_settings
 from clickstream.redis_layout import COUNTS_QUERY
 from clickstream.spark.sinks import PageViewsSink
 from clickstream.spark.transforms import parse_events
@@ -25,11 +27,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_restore_between_the_commit_read_and_the_write_is_recounted_not_lost(
-    spark, kafka_broker, topic_factory, redis_client, redis_server, tmp_path, caplog
+    spark, kafka_broker, topic_factory, redis_client, redis_server, monkeypatch, tmp_path, caplog
 ):
-    topic, dlq = topic_factory("restore-race", partitions=1), topic_factory("restore-race-dlq", partitions=1)
+    topic = topic_factory("restore-race", partitions=1)
+    dlq = topic_factory("restore-race-dlq", partitions=1, dead_letters_of=topic)
     config = TrafficConfig(seed=31, start_ms=int(time.time() * 1000) - 300_000, events_per_second=20)
-    produce(kafka_broker.bootstrap_servers, topic, config, 2500)
+    produce(kafka_broker.client_config("producer"), topic, config, 2500)
     truth = ground_truth(config, 2500)
 
     prepared = [0]
@@ -46,6 +49,8 @@ def test_a_restore_between_the_commit_read_and_the_write_is_recounted_not_lost(
         return parse_events(raw)
 
     checkpoint = tmp_path / "checkpoint"
+    # The sink runs in this process's Spark session and reads its Kafka login from the environment.
+    monkeypatch.setenv(SECURITY_ENV, json.dumps(security_settings(kafka_broker.client_config("streaming"))))
     sink = PageViewsSink(
         redis_server.url("writer"),
         kafka_broker.bootstrap_servers,
@@ -56,7 +61,7 @@ def test_a_restore_between_the_commit_read_and_the_write_is_recounted_not_lost(
         query_checkpoint=str(checkpoint),
     )
     query = foreach_batch_query(
-        spark, kafka_broker.bootstrap_servers, topic, sink, checkpoint, max_offsets=500, name=COUNTS_QUERY
+        spark, kafka_broker.client_config("streaming"), topic, sink, checkpoint, max_offsets=500, name=COUNTS_QUERY
     )
     with caplog.at_level(logging.INFO, logger="clickstream.spark.sinks"):
         query.awaitTermination(300)

@@ -18,10 +18,11 @@ pytestmark = pytest.mark.integration
 def test_in_order_stream_counts_equal_the_ground_truth(
     kafka_broker, topic_factory, redis_client, streaming_job, read_topic
 ):
-    topic, dlq = topic_factory("stream", partitions=3), topic_factory("stream-dlq", partitions=1)
+    topic = topic_factory("stream", partitions=3)
+    dlq = topic_factory("stream-dlq", partitions=1, dead_letters_of=topic)
     now = int(time.time() * 1000)
     config = TrafficConfig(seed=3, start_ms=now - 240_000, events_per_second=100, malformed_share=0.02)
-    produce(kafka_broker.bootstrap_servers, topic, config, 24_000)
+    produce(kafka_broker.client_config("producer"), topic, config, 24_000)
     truth = ground_truth(config, 24_000)
 
     job = streaming_job(topic, dlq, "--available-now", "--max-offsets-per-trigger", "6000")
@@ -72,12 +73,13 @@ def test_in_order_stream_counts_equal_the_ground_truth(
 def test_out_of_order_stream_within_the_watermark_counts_everything(
     kafka_broker, topic_factory, redis_client, streaming_job, read_topic
 ):
-    topic, dlq = topic_factory("ooo", partitions=3), topic_factory("ooo-dlq", partitions=1)
+    topic = topic_factory("ooo", partitions=3)
+    dlq = topic_factory("ooo-dlq", partitions=1, dead_letters_of=topic)
     config = TrafficConfig(
         seed=8, start_ms=int(time.time() * 1000) - 300_000, events_per_second=80,
         late_share=0.25, late_mean_delay_s=20, late_max_delay_s=90, malformed_share=0.01,
     )  # fmt: skip
-    produce(kafka_broker.bootstrap_servers, topic, config, 24_000)
+    produce(kafka_broker.client_config("producer"), topic, config, 24_000)
     truth = ground_truth(config, 24_000)
     assert truth.late > 5000
 
@@ -94,9 +96,10 @@ def test_a_batch_replayed_after_a_crash_changes_nothing(
     topic_factory, kafka_broker, redis_client, streaming_job, tmp_path
 ):
     """The crash the sink's commit guards against, made certain: Redis has the batch, Spark's log does not."""
-    topic, dlq = topic_factory("replay", partitions=2), topic_factory("replay-dlq", partitions=1)
+    topic = topic_factory("replay", partitions=2)
+    dlq = topic_factory("replay-dlq", partitions=1, dead_letters_of=topic)
     config = TrafficConfig(seed=21, start_ms=int(time.time() * 1000) - 120_000, events_per_second=50)
-    produce(kafka_broker.bootstrap_servers, topic, config, 6000)
+    produce(kafka_broker.client_config("producer"), topic, config, 6000)
     truth = ground_truth(config, 6000)
     checkpoint = tmp_path / "replay-checkpoint"
     first = streaming_job(topic, dlq, "--available-now", "--max-offsets-per-trigger", "2000", checkpoint=checkpoint)
@@ -121,12 +124,14 @@ def test_exactly_once_through_three_sigkills(kafka_broker, topic_factory, redis_
     import random
     import signal
 
-    topic, dlq = topic_factory("kill", partitions=3), topic_factory("kill-dlq", partitions=1)
+    topic = topic_factory("kill", partitions=3)
+
+    dlq = topic_factory("kill-dlq", partitions=1, dead_letters_of=topic)
     config = TrafficConfig(
         seed=13, start_ms=int(time.time() * 1000) - 400_000, events_per_second=100,
         late_share=0.1, late_max_delay_s=60, malformed_share=0.01,
     )  # fmt: skip
-    produce(kafka_broker.bootstrap_servers, topic, config, 40_000)
+    produce(kafka_broker.client_config("producer"), topic, config, 40_000)
     truth = ground_truth(config, 40_000)
     checkpoint = tmp_path / "kill-checkpoint"
     progress_key = redis_layout.progress_key("clickstream_counts")
@@ -185,9 +190,11 @@ def test_sigterm_finishes_the_running_batch_and_exits_cleanly(
 ):
     import signal
 
-    topic, dlq = topic_factory("term", partitions=3), topic_factory("term-dlq", partitions=1)
+    topic = topic_factory("term", partitions=3)
+
+    dlq = topic_factory("term-dlq", partitions=1, dead_letters_of=topic)
     config = TrafficConfig(seed=4, start_ms=int(time.time() * 1000) - 200_000, events_per_second=200)
-    produce(kafka_broker.bootstrap_servers, topic, config, 40_000)
+    produce(kafka_broker.client_config("producer"), topic, config, 40_000)
     job_checkpoint = tmp_path / "term-checkpoint"
     # At most 400 events a second: a backlog of 100 s, so the signal always lands mid-stream.
     job = streaming_job(topic, dlq, "--max-offsets-per-trigger", "400", checkpoint=job_checkpoint)
