@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from devstack.errors import StackError
-from devstack.kafka_broker import KafkaBroker, kafka_cluster_id
+from devstack.kafka_broker import KafkaBroker, acl_rules, kafka_cluster_id
 from devstack.redis_server import RedisServer
 from devstack.stack import Topology
 from devstack.supervisor import quote, render
@@ -23,19 +23,46 @@ def test_cluster_id_is_16_bytes_of_url_safe_base64():
     assert kafka_cluster_id() != cluster_id
 
 
-def test_server_properties_carry_the_ports_and_data_dir(tmp_path, monkeypatch):
-    broker = KafkaBroker(tmp_path, port=19092, controller_port=19097)
+def test_server_properties_carry_the_ports_data_dir_and_security(tmp_path):
+    broker = KafkaBroker(tmp_path, port=19092, controller_port=19097, internal_port=19094)
     # Render only: formatting storage is the integration tests' business.
     (broker.data_dir).mkdir(parents=True)
     (broker.data_dir / "meta.properties").write_text("formatted")
     broker.prepare()
-    props = dict(line.split("=", 1) for line in broker.config_file.read_text().splitlines() if line and line[0] != "#")
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19097"
-    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    text = broker.config_file.read_text()
+    props = dict(line.split("=", 1) for line in text.splitlines() if line and line[0] != "#")
+    assert props["listeners"] == ("CLIENT://127.0.0.1:19092,INTERNAL://127.0.0.1:19094,CONTROLLER://127.0.0.1:19097")
+    assert props["advertised.listeners"] == "CLIENT://127.0.0.1:19092,INTERNAL://127.0.0.1:19094"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:19097"
     assert props["log.dirs"] == str(broker.data_dir)
     assert props["auto.create.topics.enable"] == "false"
-    assert "$" not in broker.config_file.read_text()
+    # Every listener authenticates, clients with SCRAM only, and nothing is allowed that is not granted.
+    assert set(props["listener.security.protocol.map"].split(",")) == {
+        "CLIENT:SASL_PLAINTEXT", "INTERNAL:SASL_PLAINTEXT", "CONTROLLER:SASL_PLAINTEXT"
+    }  # fmt: skip
+    assert props["listener.name.client.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:broker;User:controller;User:ops"
+    # The listeners' own passwords are in it, so only its owner may read it; and they are the generated ones.
+    assert stat.S_IMODE(broker.config_file.stat().st_mode) == 0o600
+    assert f'password="{broker.passwords()["broker"]}"' in text
+    assert stat.S_IMODE(broker.passwords_file.stat().st_mode) == 0o600
+    assert "$" not in text
+
+
+def test_a_plaintext_listener_exists_only_when_asked_and_its_clients_are_super_users(tmp_path):
+    secured = KafkaBroker(tmp_path / "a", 1, 2, 3).render_config()
+    assert "BENCH" not in secured and "ANONYMOUS" not in secured
+    bench = KafkaBroker(tmp_path / "b", 1, 2, 3, plaintext_port=4).render_config()
+    assert ",BENCH://127.0.0.1:4" in bench and "BENCH:PLAINTEXT" in bench and "User:ANONYMOUS" in bench
+
+
+def test_acl_rules_give_each_principal_its_topics(tmp_path):
+    rules = {(r.principal, r.resource, r.name): r.operations for r in acl_rules(events="e", dead_letters="e-dlq")}
+    assert rules[("producer", "topic", "e")] == ("WRITE", "DESCRIBE")
+    assert rules[("streaming", "topic", "e-dlq")] == ("WRITE", "DESCRIBE")
+    assert ("producer", "topic", "e-dlq") not in rules
+    assert all("DELETE" not in ops for ops in rules.values())
 
 
 def test_supervisor_quoting_keeps_arguments_whole():
