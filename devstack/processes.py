@@ -50,17 +50,34 @@ def running(
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
-    """SIGTERM to the process group, SIGKILL after ``grace`` seconds."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
+    """SIGTERM to the process group, SIGKILL after ``grace`` seconds.
+
+    The whole group, not only ``proc``: spark-submit can exit and leave its Python driver behind.
+    """
+    deadline = time.monotonic() + grace
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(max(0.0, deadline - time.monotonic()))
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if proc.poll() is None or group_members(proc.pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    import psutil
+
+    members = []
+    for candidate in psutil.process_iter(["pid", "status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if candidate.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(candidate.pid) == pgid:
+                members.append(candidate.pid)
+    return members
 
 
 def pid_alive(pid: int) -> bool:
