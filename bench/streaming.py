@@ -146,7 +146,9 @@ def latency(broker, redis_server: RedisServer, workdir: Path, topic: str, dlq: s
         warm = TrafficConfig(seed=98, start_ms=int(time.time() * 1000), events_per_second=rate, bot_share=0.0)
         warm_started = time.monotonic()
         producer.send(topic, TrafficGenerator(warm).records(3000), rate=rate)
-        while int(client.hget(key, "batch_id") or 0) < 2 or _total_views(client) < 3000:
+        # Every warm-up event counted, whatever number of batches that took (under load, often one: no later
+        # batch comes without new data).
+        while _total_views(client) < 3000:
             if time.monotonic() - warm_started > 120:
                 raise RuntimeError("the warm-up events never reached Redis")
             time.sleep(0.05)
