@@ -60,8 +60,13 @@ def acl_rules(**topics: str) -> list[AclRule]:
 
 
 def kafka_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes in URL-safe base64, as ``kafka-storage random-uuid`` prints."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes in URL-safe base64, as ``kafka-storage random-uuid`` prints.
+
+    Never one starting with "-", which the storage tool would read as an option (Kafka's own ids avoid it too).
+    """
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
 
 
 @dataclass

@@ -52,10 +52,22 @@ def running(
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
     """SIGTERM to the process group, SIGKILL after ``grace`` seconds.
 
-    The whole group, not only ``proc``: spark-submit can exit and leave its Python driver behind.
+    The whole group, not only ``proc``: spark-submit can exit and leave its Python driver behind, and that
+    driver gets its SIGTERM too (it commits its running batch on it). A ``proc`` that leads no group of its
+    own gets the signals alone.
     """
     deadline = time.monotonic() + grace
-    if proc.poll() is None:
+    leads_group = _leads_group(proc)
+    if not leads_group:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        return
+    if proc.poll() is None or group_members(proc.pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -66,6 +78,14 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
+
+
+def _leads_group(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether ``proc`` was started in a process group of its own (``start_new_session``), alive or not."""
+    try:
+        return os.getpgid(proc.pid) == proc.pid
+    except ProcessLookupError:  # gone (and reaped): its group may still have members
+        return bool(group_members(proc.pid))
 
 
 def group_members(pgid: int) -> list[int]:

@@ -139,17 +139,30 @@ def up() -> None:
         # Streaming jobs started by this stack's Airflow serve Spark's metrics where Prometheus looks for them.
         os.environ.setdefault("AIRFLOW_VAR_CLICKSTREAM_SPARK_METRICS_PORT", str(topology.ports.spark_metrics))
         topology.prepare()
-        # Airflow's components reach Kafka and Redis as their least-privileged users (a connection set by the
-        # caller wins).
         # Spark jobs started by this stack's Airflow bind their driver and block manager to loopback, as every
         # other part does (Spark picks the host's first non-loopback address otherwise).
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Airflow's components reach Kafka and Redis as their least-privileged users (a connection set by the
+        # caller wins).
         connections = {**topology.brokers[0].airflow_connections(), **topology.redis.airflow_connections()}
         for name, uri in connections.items():
+            if (
+                name.startswith("AIRFLOW_CONN_KAFKA_")
+                and name in os.environ
+                and "sasl.username" not in os.environ[name]
+            ):
+                print(f"[up] warning: {name} from your environment has no login; the broker requires one "
+                      "(unset it to use the stack's)", flush=True)  # fmt: skip
             os.environ.setdefault(name, uri)
         supervisor.start(services + topology.airflow_parts())
     else:
         print("[up] supervisord is already running: starting whatever it does not run", flush=True)
+        for broker in topology.brokers:
+            if broker.config_file.exists() and "INTERNAL://" not in broker.config_file.read_text():
+                raise StackError(
+                    "the running stack's Kafka broker predates its SASL listeners: run `make down`, then `make up` "
+                    "(the data is kept)"
+                )
         start_programs([p.name for p in services])
     wait_healthy(services, started)
     for broker in topology.brokers:  # idempotent: a restarted stack gets any user or ACL it lacks
@@ -169,6 +182,15 @@ def up() -> None:
     wait_healthy(components, started)
     print(f"[up] Airflow UI http://127.0.0.1:{airflow_parts.api_port()}", flush=True)
     print(airflow_parts.login_hint(), flush=True)
+
+
+def grant(topic: str, dead_letter_topic: str) -> None:
+    """The pipeline principals' rights on other topics (the running broker keeps them)."""
+    broker = Topology.from_env().brokers[0]
+    if not broker.healthy():
+        raise StackError("the stack's Kafka broker is not running: `make up` first")
+    broker.grant(events=topic, dead_letters=dead_letter_topic)
+    print(f"[grant] the pipeline's principals may use {topic} and {dead_letter_topic} as they use clickstream-events")
 
 
 def start_programs(names: list[str]) -> None:

@@ -123,19 +123,6 @@ class KafkaTopicsHook(KafkaAdminClientHook):
                     f"within {self.timeout_s:.0f}s: {exc.args[0]}. Check that the broker runs and the connection's "
                     "bootstrap.servers (and its login, if the broker requires one)"
                 ) from None
-        denied = [
-            f"{name} ({metadata.topics[name].error.str()})"
-            for name in names
-            if name in metadata.topics
-            and metadata.topics[name].error is not None
-            and metadata.topics[name].error.name() in DENIED_ERRORS
-        ]
-        if denied:
-            raise AirflowFailException(
-                f"Kafka user {extra.get('sasl.username', 'ANONYMOUS')!r} (connection {self.kafka_config_id!r}) may "
-                f"not describe {', '.join(denied)}: manage topics through the admin principal's connection "
-                "(kafka_admin on the local stack), or grant it DESCRIBE, CREATE and ALTER on them"
-            )
         return {name: metadata.topics[name] for name in names if name in metadata.topics}
 
     def _configs(self, names: list[str]) -> dict[str, dict[str, str]]:
@@ -143,7 +130,53 @@ class KafkaTopicsHook(KafkaAdminClientHook):
         if not resources:
             return {}
         futures = self.get_conn.describe_configs(resources, request_timeout=self.timeout_s)
-        return {res.name: {k: v.value for k, v in fut.result(self.timeout_s).items()} for res, fut in futures.items()}
+        try:
+            return {
+                res.name: {k: v.value for k, v in fut.result(self.timeout_s).items()} for res, fut in futures.items()
+            }
+        except KafkaException as exc:
+            if exc.args[0].name() in DENIED_ERRORS:
+                denied = f"describe the configs of {', '.join(map(repr, names))} ({exc.args[0].str()})"
+                raise AirflowFailException(self.refusal(denied, "DESCRIBE_CONFIGS on them")) from None
+            raise
+
+    def refusal(self, denied: str, operations: str) -> str:
+        """Why this connection's principal was refused (``denied``: what it may not do), and the two ways out."""
+        user = self.get_connection(self.kafka_config_id).extra_dejson.get("sasl.username", "ANONYMOUS")
+        return (
+            f"Kafka user {user!r} (connection {self.kafka_config_id!r}) may not {denied}: use a connection whose "
+            "principal may (on the local stack: kafka_admin manages topics named clickstream-*, kafka_streaming "
+            f"and kafka_reconciler read them), or grant the user {operations} (on the local stack: "
+            "python -m devstack grant --topic <events topic> --dead-letter-topic <dead-letter topic>)"
+        )
+
+    def require_access(self, needs: dict[str, tuple[str, ...]]) -> None:
+        """Fail now, saying who may not do what, unless the principal may do ``needs`` ({topic: operations}).
+
+        A Spark job refused by the broker fails deep inside Spark, after its restarts; this asks first.
+        Topics that do not exist yet are left to the job, which reports them.
+        """
+        from confluent_kafka import TopicCollection
+
+        names = list(needs)
+        futures = self.get_conn.describe_topics(
+            TopicCollection(names), request_timeout=self.timeout_s, include_authorized_operations=True
+        )
+        missing: list[str] = []
+        for name, future in futures.items():
+            try:
+                description = future.result(self.timeout_s)
+            except KafkaException as exc:
+                if exc.args[0].name() in DENIED_ERRORS:
+                    denied = f"describe topic {name!r} ({exc.args[0].str()})"
+                    raise AirflowFailException(self.refusal(denied, f"DESCRIBE on {name!r}")) from None
+                if exc.args[0].name() == "UNKNOWN_TOPIC_OR_PART":
+                    continue
+                raise
+            allowed = {operation.name for operation in description.authorized_operations or []}
+            missing += [f"{operation} {name}" for operation in needs[name] if not {operation, "ALL"} & allowed]
+        if missing:
+            raise AirflowFailException(self.refusal("; ".join(missing), ", ".join(missing)))
 
     def differences(self, spec: TopicSpec, metadata: Any, configs: dict[str, str]) -> list[str]:
         """Human-readable differences between an existing topic and ``spec``, each with what to do."""
@@ -203,9 +236,11 @@ class KafkaTopicsHook(KafkaAdminClientHook):
             raise TopicConfigMismatch("\n".join(problems))
 
         admin = self.get_conn
+        by_name = {spec.name: spec for spec in specs}
         if to_grow:
             for name, fut in admin.create_partitions(to_grow, request_timeout=self.timeout_s).items():
                 fut.result(self.timeout_s)
+                self._wait_served(name, by_name[name].partitions)
                 self.log.info("Increased the partitions of %s", name)
         new = [
             NewTopic(
@@ -218,17 +253,39 @@ class KafkaTopicsHook(KafkaAdminClientHook):
             for name, fut in admin.create_topics(new, request_timeout=self.timeout_s).items():
                 try:
                     fut.result(self.timeout_s)
+                    # Returned only once served: a caller (or this hook's next call) must find what it created.
+                    self._wait_served(name, by_name[name].partitions)
                     outcome[name] = "created"
                     self.log.info("Created topic %s", name)
                 except KafkaException as exc:
                     if exc.args[0].name() in DENIED_ERRORS:
-                        user = self.get_connection(self.kafka_config_id).extra_dejson.get("sasl.username", "ANONYMOUS")
-                        raise AirflowFailException(
-                            f"Kafka user {user!r} (connection {self.kafka_config_id!r}) may not create topic {name!r} "
-                            f"({exc.args[0].str()}): create topics through the admin principal's connection "
-                            "(kafka_admin on the local stack), or grant it CREATE on the topic"
-                        ) from None
+                        denied = f"create topic {name!r} ({exc.args[0].str()})"
+                        raise AirflowFailException(self.refusal(denied, f"CREATE on {name!r}")) from None
                     if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                         raise
-                    outcome[name] = "unchanged"  # created concurrently; the next run compares it
+                    # Created meanwhile, or not yet in the metadata read above: compare it now.
+                    metadata = self._wait_served(name)
+                    if diffs := self.differences(by_name[name], metadata, self._configs([name])[name]):
+                        raise TopicConfigMismatch(
+                            f"topic {name!r} exists with other settings:\n  - " + "\n  - ".join(diffs)
+                        ) from None
+                    outcome[name] = "unchanged"
         return {name: outcome[name] for name in names}
+
+    def _wait_served(self, name: str, partitions: int | None = None) -> Any:
+        """The topic's metadata once the broker serves it (every partition has a leader, and ``partitions``
+        of them when given); a topic just created or grown is not served at once."""
+        admin = self.get_conn
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            topic = admin.list_topics(name, timeout=max(0.1, deadline - time.monotonic())).topics.get(name)
+            served = topic is not None and topic.error is None and bool(topic.partitions)
+            if (
+                served
+                and all(p.leader >= 0 for p in topic.partitions.values())
+                and (partitions is None or len(topic.partitions) == partitions)
+            ):
+                return topic
+            if time.monotonic() > deadline:
+                raise KafkaUnreachable(f"topic {name!r} was not served by the broker within {self.timeout_s:.0f}s")
+            time.sleep(0.1)

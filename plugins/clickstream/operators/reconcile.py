@@ -104,6 +104,7 @@ class ReconcileClickstreamOperator(SparkSubmitOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         if problem := missing_application(self.application, "clickstream_batch.py"):
             raise AirflowFailException(problem)
+        KafkaTopicsHook(self.kafka_config_id).require_access({self.topic: ("READ",)})  # before Spark starts
         start, end = burst_time_range(self.burst, self.from_ms, self.to_ms)
         with tempfile.TemporaryDirectory(prefix="clickstream-report-") as tmp:
             report_path = Path(tmp) / "report.json"

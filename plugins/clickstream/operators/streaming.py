@@ -256,6 +256,10 @@ class ClickstreamStreamingOperator(BaseOperator):
 
     def execute(self, context: Any) -> None:
         self._check_arguments()
+        needs: dict[str, tuple[str, ...]] = {self.topic: ("READ",)}
+        if self.dead_letter_topic:
+            needs[self.dead_letter_topic] = ("WRITE",)
+        KafkaTopicsHook(self.kafka_config_id).require_access(needs)  # before Spark, which would only retry
         self._defer(self.launch(context, 0), restarts=0)
 
     # ------------------------------------------------------------------ resuming

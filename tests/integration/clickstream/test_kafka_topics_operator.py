@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -82,11 +83,33 @@ def test_unreachable_broker_fails_fast_with_the_address(monkeypatch, airflow_env
     assert time.monotonic() - started < 10
 
 
-def test_a_principal_without_the_right_is_told_to_use_the_admin_connection(airflow_env):
+def test_a_principal_without_the_right_is_told_to_use_the_admin_connection(airflow_env, topic_factory):
     topic, dlq = names()
     producer = CreateClickstreamTopicsOperator(task_id="c", topic=topic, dead_letter_topic=dlq)  # kafka_default
     with pytest.raises(AirflowFailException, match=r"Kafka user 'producer' \(connection 'kafka_default'\) may not"):
         producer.execute({})
+    existing = topic_factory("seen-by-the-producer", partitions=1)  # it may describe it, not read its configs
+    check = CreateClickstreamTopicsOperator(task_id="c", topic=existing, dead_letter_topic=None, partitions=1)
+    with pytest.raises(AirflowFailException, match=r"may not describe the configs of .*kafka_admin manages topics"):
+        check.execute({})
+
+
+def test_a_spark_operator_without_the_rights_fails_before_starting_spark(airflow_env, topic_factory):
+    from clickstream.operators.reconcile import ReconcileClickstreamOperator
+    from clickstream.operators.streaming import ClickstreamStreamingOperator
+
+    topic = topic_factory("op-denied", partitions=1)
+    apps = Path(__file__).resolve().parents[3] / "include" / "spark"
+    streaming = ClickstreamStreamingOperator(
+        task_id="s", application=str(apps / "clickstream_streaming.py"), topic=topic, dead_letter_topic=f"{topic}-dlq"
+    )  # kafka_default: the producer, who may write the topic but not read it
+    with pytest.raises(AirflowFailException, match=r"'producer' \(connection 'kafka_default'\) may not describe topic"):
+        streaming.execute({})  # the dead-letter topic: the producer may not even know it exists
+    reconcile = ReconcileClickstreamOperator(
+        task_id="r", application=str(apps / "clickstream_batch.py"), topic=topic, kafka_config_id="kafka_admin"
+    )
+    with pytest.raises(AirflowFailException, match=rf"'admin' \(connection 'kafka_admin'\) may not READ {topic}"):
+        reconcile.execute({})
 
 
 def test_a_wrong_password_fails_fast_saying_what_to_check(monkeypatch, airflow_env, kafka_broker):

@@ -21,6 +21,8 @@ def test_cluster_id_is_16_bytes_of_url_safe_base64():
     assert len(cluster_id) == 22 and "=" not in cluster_id
     assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
     assert kafka_cluster_id() != cluster_id
+    # One in 64 would start with "-", which kafka-storage reads as an option: a format failing at random.
+    assert not any(kafka_cluster_id().startswith("-") for _ in range(2000))
 
 
 def test_server_properties_carry_the_ports_data_dir_and_security(tmp_path):
