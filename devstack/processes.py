@@ -78,6 +78,9 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
+        killed_by = time.monotonic() + 5  # SIGKILL is not instant: return once the group is gone
+        while group_members(proc.pid) and time.monotonic() < killed_by:
+            time.sleep(0.05)
 
 
 def _leads_group(proc: subprocess.Popen[bytes]) -> bool:
