@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 # The environment variable that carries a Spark job's Kafka credentials, as JSON.
 SECURITY_ENV = "CLICKSTREAM_KAFKA_SECURITY"
@@ -104,3 +106,38 @@ def login_problem(config: Mapping[str, object], error: object) -> str | None:
         f"Kafka at {config.get('bootstrap.servers')} refused the login of {user!r} ({text}): check the Kafka "
         "connection's sasl.username and sasl.password (and sasl.mechanism, SCRAM-SHA-512 for the local stack)"
     )
+
+
+class LoginRefused(Exception):
+    """The broker refused the client's login; ``args[0]`` is librdkafka's error."""
+
+
+class LoginWatch:
+    """An ``error_cb`` that keeps refused logins: librdkafka reports them there only (the request that needed
+    the login just times out). Calls ``chained`` with every error too."""
+
+    def __init__(self, chained: Callable[[Any], None] | None = None) -> None:
+        self.refusals: list[Any] = []
+        self.chained = chained
+
+    def __call__(self, error: Any) -> None:
+        if error.name() == "_AUTHENTICATION":
+            self.refusals.append(error)
+        if self.chained is not None:
+            self.chained(error)
+
+    def list_topics(self, client: Any, timeout_s: float, topic: str | None = None) -> Any:
+        """``client.list_topics`` within ``timeout_s``, in short steps: raises :class:`LoginRefused` as soon as
+        a refused login is reported, and the last ``KafkaException`` when time runs out."""
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return client.list_topics(topic, timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+            except KafkaException:
+                client.poll(0)  # serves the error callback
+                if self.refusals:
+                    raise LoginRefused(self.refusals[-1]) from None
+                if time.monotonic() >= deadline:
+                    raise

@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from clickstream.kafka_security import DENIED_ERRORS as _DENIED
-from clickstream.kafka_security import login_problem
+from clickstream.kafka_security import LoginRefused, LoginWatch, login_problem
 from clickstream.traffic import GroundTruth, Record
 
 log = logging.getLogger(__name__)
@@ -99,40 +99,25 @@ class BurstProducer:
         self.connect_timeout_s = connect_timeout_s
         # librdkafka's own log lines go through Python logging (the task log under Airflow), not raw stderr.
         self.config.setdefault("logger", logging.getLogger("clickstream.kafka"))
-        # A refused login reaches only the error callback; the metadata request just times out.
-        self.auth_errors: list[KafkaError] = []
-        callers_callback = self.config.get("error_cb")
-
-        def on_error(error: KafkaError) -> None:
-            if error.code() == KafkaError._AUTHENTICATION:
-                self.auth_errors.append(error)
-            if callers_callback is not None:
-                callers_callback(error)
-
-        self.config["error_cb"] = on_error
+        self.login = LoginWatch(self.config.get("error_cb"))
+        self.config["error_cb"] = self.login
         self.producer = Producer(self.config)
 
     def check_topic(self, topic: str) -> int:
         """Fail fast, with the fix, when the broker is unreachable or the topic is missing; return its partitions."""
         servers = self.config["bootstrap.servers"]
-        deadline = time.monotonic() + self.connect_timeout_s
-        while True:
-            try:
-                metadata = self.producer.list_topics(topic, timeout=max(0.1, min(1.0, deadline - time.monotonic())))
-                break
-            except KafkaException as exc:
-                self.producer.poll(0)  # serves the error callback
-                if self.auth_errors:
-                    raise ProducerError(str(login_problem(self.config, self.auth_errors[-1]))) from None
-                if time.monotonic() < deadline:
-                    continue
-                if login := login_problem(self.config, exc.args[0]):
-                    raise ProducerError(login) from None
-                hint = "" if self.config.get("sasl.username") else " (and, if the broker requires a login, set one)"
-                raise ProducerError(
-                    f"cannot reach Kafka at {servers} within {self.connect_timeout_s:.0f}s ({exc.args[0]}): "
-                    f"check that the broker is running (`make up`) and that the bootstrap servers are right{hint}"
-                ) from None
+        try:
+            metadata = self.login.list_topics(self.producer, self.connect_timeout_s, topic)
+        except LoginRefused as refused:
+            raise ProducerError(str(login_problem(self.config, refused.args[0]))) from None
+        except KafkaException as exc:
+            if login := login_problem(self.config, exc.args[0]):
+                raise ProducerError(login) from None
+            hint = "" if self.config.get("sasl.username") else " (and, if the broker requires a login, set one)"
+            raise ProducerError(
+                f"cannot reach Kafka at {servers} within {self.connect_timeout_s:.0f}s ({exc.args[0]}): "
+                f"check that the broker is running (`make up`) and that the bootstrap servers are right{hint}"
+            ) from None
         topic_meta = metadata.topics.get(topic)
         if topic_meta is not None and topic_meta.error is not None and topic_meta.error.name() in _DENIED:
             user = self.config.get("sasl.username", "ANONYMOUS")

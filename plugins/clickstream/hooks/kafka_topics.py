@@ -10,13 +10,15 @@ from typing import Any
 from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 from clickstream.defaults import TOPIC_RETENTION_MS
 from clickstream.kafka_security import (
     DENIED_ERRORS,
     KafkaSecurityError,
+    LoginRefused,
+    LoginWatch,
     login_problem,
     security_env,
     security_settings,
@@ -94,35 +96,24 @@ class KafkaTopicsHook(KafkaAdminClientHook):
         return env
 
     def _get_client(self, config: dict[str, Any]) -> AdminClient:
-        self._auth_errors: list[KafkaError] = []
-
-        def on_error(error: KafkaError) -> None:  # a refused login reaches only this callback
-            if error.code() == KafkaError._AUTHENTICATION:
-                self._auth_errors.append(error)
-
+        self._login = LoginWatch()
         # librdkafka's own log lines go to the task log instead of raw stderr.
-        return AdminClient({"logger": logging.getLogger("clickstream.kafka"), "error_cb": on_error, **config})
+        return AdminClient({"logger": logging.getLogger("clickstream.kafka"), "error_cb": self._login, **config})
 
     def _existing(self, names: list[str]) -> dict[str, Any]:
         admin = self.get_conn
         extra = self.get_connection(self.kafka_config_id).extra_dejson
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            try:
-                metadata = admin.list_topics(timeout=max(0.1, min(1.0, deadline - time.monotonic())))
-                break
-            except KafkaException as exc:
-                admin.poll(0)  # serves the error callback
-                if self._auth_errors:
-                    problem = login_problem(extra, self._auth_errors[-1])
-                    raise AirflowFailException(f"{problem} (connection {self.kafka_config_id!r})") from None
-                if time.monotonic() < deadline:
-                    continue
-                raise KafkaUnreachable(
-                    f"cannot reach Kafka at {extra.get('bootstrap.servers')} (connection {self.kafka_config_id!r}) "
-                    f"within {self.timeout_s:.0f}s: {exc.args[0]}. Check that the broker runs and the connection's "
-                    "bootstrap.servers (and its login, if the broker requires one)"
-                ) from None
+        try:
+            metadata = self._login.list_topics(admin, self.timeout_s)
+        except LoginRefused as refused:
+            problem = login_problem(extra, refused.args[0])
+            raise AirflowFailException(f"{problem} (connection {self.kafka_config_id!r})") from None
+        except KafkaException as exc:
+            raise KafkaUnreachable(
+                f"cannot reach Kafka at {extra.get('bootstrap.servers')} (connection {self.kafka_config_id!r}) "
+                f"within {self.timeout_s:.0f}s: {exc.args[0]}. Check that the broker runs and the connection's "
+                "bootstrap.servers (and its login, if the broker requires one)"
+            ) from None
         return {name: metadata.topics[name] for name in names if name in metadata.topics}
 
     def _configs(self, names: list[str]) -> dict[str, dict[str, str]]:
