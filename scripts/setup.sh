@@ -59,7 +59,9 @@ if ! done_before python "${py_inputs[@]}"; then
   log "installing Python dependencies (requirements/lock.txt)"
   uv pip install -q --python "$CLICKSTREAM_VENV/bin/python" -r requirements/lock.txt
   log "installing the full pyspark over pyspark-client (requirements/pyspark.txt)"
-  uv pip install -q --python "$CLICKSTREAM_VENV/bin/python" --reinstall-package pyspark -r requirements/pyspark.txt
+  # --no-cache: the index marks the sdist as always stale, so uv rebuilds it on every install and
+  # would keep each rebuilt copy (0.5-1.9 GB) in its cache for good, filling the disk over time.
+  uv pip install -q --python "$CLICKSTREAM_VENV/bin/python" --no-cache --reinstall-package pyspark -r requirements/pyspark.txt
   log "installing this package (editable)"
   uv pip install -q --python "$CLICKSTREAM_VENV/bin/python" --no-deps -e .
   mark_done python "${py_inputs[@]}"
