@@ -1,4 +1,5 @@
-"""A single-node KRaft broker (combined broker and controller) from the jars `make setup` resolved.
+"""A KRaft node (combined broker and controller) from the jars `make setup` resolved: the single-node
+stack's one, or a member of :class:`devstack.kafka_cluster.KafkaCluster`.
 
 Security is always on: clients log in with SCRAM-SHA-512 as one of :data:`USERS`, and the standard
 authorizer gives each only what ``include/kafka/acls.template`` grants.
@@ -71,11 +72,15 @@ def kafka_cluster_id() -> str:
 
 @dataclass
 class KafkaBroker:
-    """A single-node KRaft broker (combined broker and controller) whose files live in ``workdir``.
+    """A KRaft node (combined broker and controller) whose files live in ``workdir``.
 
     ``port`` is the SASL/SCRAM listener clients use; ``internal_port`` the broker's own (PLAIN, its static
     user only). ``plaintext_port``, when set, adds an unauthenticated listener whose clients are super
     users: only ``bench/`` sets it, to measure what SASL costs beside it.
+
+    Alone it is node 1 and the quorum's only voter. In a cluster, each node gets its ``node_id``, the
+    quorum's ``voters``, the cluster's ``cluster_id`` and ``bootstrap`` (every node's client address), and
+    one ``passwords_path`` shared by all.
     """
 
     workdir: Path
@@ -85,10 +90,17 @@ class KafkaBroker:
     heap: str = "512m"
     jvm_options: tuple[str, ...] = ()
     plaintext_port: int | None = None
+    node_id: int = 1
+    voters: str | None = None
+    cluster_id: str | None = None
+    bootstrap: str | None = None
+    passwords_path: Path | None = None
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self.bootstrap or f"127.0.0.1:{self.port}"
 
     @property
     def config_file(self) -> Path:
@@ -100,7 +112,7 @@ class KafkaBroker:
 
     @property
     def passwords_file(self) -> Path:
-        return self.workdir / "passwords.json"
+        return self.passwords_path or self.workdir / "passwords.json"
 
     @cached_property
     def _passwords(self) -> dict[str, str]:
@@ -177,6 +189,10 @@ class KafkaBroker:
             extra_listeners, extra_protocols = f",BENCH://127.0.0.1:{self.plaintext_port}", ",BENCH:PLAINTEXT"
             super_users.append("User:ANONYMOUS")
         return Template((HOME / "include/kafka/server.properties").read_text()).substitute(
+            node_id=self.node_id,
+            voters=self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}",
+            replication_factor=self.replication_factor,
+            min_insync_replicas=self.min_insync_replicas,
             port=self.port,
             internal_port=self.internal_port,
             controller_port=self.controller_port,
@@ -199,7 +215,7 @@ class KafkaBroker:
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
-                kafka_cluster_id(),
+                self.cluster_id or kafka_cluster_id(),
                 "-c",
                 str(self.config_file),
                 "--ignore-formatted",
@@ -215,14 +231,15 @@ class KafkaBroker:
         return self.java("kafka.Kafka", str(self.config_file))
 
     def healthy(self) -> bool:
-        """The broker answers metadata requests on its own listener (a listening socket alone is not enough)."""
+        """The broker answers metadata requests on its own listener (a listening socket alone is not enough),
+        and the metadata it serves lists it as a registered broker."""
         from confluent_kafka.admin import AdminClient
 
         try:
             # log_level 0: a broker that is still starting is expected here, not worth a log line.
             admin = AdminClient({**self._internal_config(), "socket.timeout.ms": 2000, "log_level": 0})
             metadata = admin.list_topics(timeout=2)
-            return len(metadata.brokers) > 0
+            return self.node_id in metadata.brokers
         except Exception:
             return False
 
@@ -268,7 +285,8 @@ class KafkaBroker:
         admin = admin or AdminClient(self._internal_config())
         bindings = [
             AclBinding(
-                ResourceType[rule.resource.upper()],
+                # librdkafka names Kafka's CLUSTER resource (type 4, whose one name is kafka-cluster) BROKER.
+                ResourceType.BROKER if rule.resource == "cluster" else ResourceType[rule.resource.upper()],
                 rule.name,
                 ResourcePatternType[rule.pattern.upper()],
                 f"User:{rule.principal}",

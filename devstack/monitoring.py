@@ -152,6 +152,7 @@ class Prometheus:
     ports: MonitoringPorts
     scrape_interval: str | None = None
     rule_for: str | None = None
+    kafka_metrics_ports: list[int] | None = None  # each cluster node's JMX agent; the one broker's by default
 
     def targets(self) -> dict[str, list[str]]:
         p = self.ports
@@ -160,7 +161,7 @@ class Prometheus:
             "alertmanager": [f"127.0.0.1:{p.alertmanager}"],
             "statsd-exporter": [f"127.0.0.1:{p.statsd_exporter}"],
             "redis-exporter": [f"127.0.0.1:{p.redis_exporter}"],
-            "kafka": [f"127.0.0.1:{p.kafka_metrics}"],
+            "kafka": [f"127.0.0.1:{port}" for port in (self.kafka_metrics_ports or [p.kafka_metrics])],
             "spark": [f"127.0.0.1:{p.spark_metrics}"],
         }
 

@@ -29,6 +29,7 @@ class Part:
     # Airflow's components start only once their metadata DB is migrated (see `stack.up`).
     autostart: bool = True
     user: str | None = None
+    environment: dict[str, str] | None = None  # on top of the environment supervisord started with
 
     @property
     def log_file(self) -> Path:
@@ -82,6 +83,11 @@ def render(parts: list[Part]) -> str:
             "stopasgroup=true",
             "killasgroup=true",
             *([f"user={part.user}"] if part.user else []),
+            *(
+                ["environment=" + ",".join(f'{key}="{value}"' for key, value in part.environment.items())]
+                if part.environment
+                else []
+            ),
             "redirect_stderr=true",
             f"stdout_logfile={part.log_file}",
             "stdout_logfile_maxbytes=20MB",

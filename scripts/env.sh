@@ -30,6 +30,13 @@ export CLICKSTREAM_REDIS_EXPORTER_PORT="${CLICKSTREAM_REDIS_EXPORTER_PORT:-9121}
 export CLICKSTREAM_KAFKA_METRICS_PORT="${CLICKSTREAM_KAFKA_METRICS_PORT:-9308}"
 export CLICKSTREAM_SMTP_PORT="${CLICKSTREAM_SMTP_PORT:-1025}"
 export CLICKSTREAM_SPARK_METRICS_PORT="${CLICKSTREAM_SPARK_METRICS_PORT:-4040}"
+# The topology: "single" (one KRaft node, Spark local[*] inside each job) or "cluster" (three KRaft nodes and a
+# Spark standalone master with two workers: devstack/stack.py). A cluster node's ports are
+# CLICKSTREAM_KAFKA_NODE<i>_{PORT,CONTROLLER_PORT,INTERNAL_PORT,METRICS_PORT} (by default the single node's
+# plus 100 per node; metrics plus 1), the workers' CLICKSTREAM_SPARK_WORKER<i>_{PORT,UI_PORT}.
+export CLICKSTREAM_TOPOLOGY="${CLICKSTREAM_TOPOLOGY:-single}"
+export CLICKSTREAM_SPARK_MASTER_PORT="${CLICKSTREAM_SPARK_MASTER_PORT:-7077}"
+export CLICKSTREAM_SPARK_MASTER_UI_PORT="${CLICKSTREAM_SPARK_MASTER_UI_PORT:-8081}"
 # Airflow's metadata DB: the embedded SQLite by default, or a local PostgreSQL under supervisord.
 export CLICKSTREAM_AIRFLOW_DB="${CLICKSTREAM_AIRFLOW_DB:-sqlite}"
 export CLICKSTREAM_POSTGRES_PORT="${CLICKSTREAM_POSTGRES_PORT:-5432}"
@@ -59,7 +66,14 @@ export AIRFLOW_CONFIG="${AIRFLOW_CONFIG:-$CLICKSTREAM_HOME/airflow_home/airflow.
 # principal, with generated passwords) are set by `make up` for the processes it starts:
 # devstack/kafka_broker.py and devstack/redis_server.py.
 export AIRFLOW_CONN_SMTP_DEFAULT="${AIRFLOW_CONN_SMTP_DEFAULT:-{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $CLICKSTREAM_SMTP_PORT, \"extra\": {\"disable_tls\": true, \"disable_ssl\": true, \"from_email\": \"airflow@clickstream.local\"\}\}}"
-export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"local[*]\", \"extra\": {\"deploy-mode\": \"client\"\}\}}"
+# spark_default: Spark inside each job on one node; the standalone master, in client deploy mode, on the cluster.
+if [ "$CLICKSTREAM_TOPOLOGY" = cluster ]; then
+  _spark_default="{\"conn_type\": \"spark\", \"host\": \"spark://127.0.0.1\", \"port\": $CLICKSTREAM_SPARK_MASTER_PORT, \"extra\": {\"deploy-mode\": \"client\"}}"
+else
+  _spark_default='{"conn_type": "spark", "host": "local[*]", "extra": {"deploy-mode": "client"}}'
+fi
+export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-$_spark_default}"
+unset _spark_default
 
 # Airflow Variable read by the Spark tasks: the Kafka connector jars, comma-separated.
 if [ -z "${AIRFLOW_VAR_CLICKSTREAM_SPARK_JARS:-}" ] && [ -d "$CLICKSTREAM_SPARK_JARS_DIR" ]; then

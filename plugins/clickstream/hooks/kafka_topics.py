@@ -131,6 +131,27 @@ class KafkaTopicsHook(KafkaAdminClientHook):
                 raise AirflowFailException(self.refusal(denied, "DESCRIBE_CONFIGS on them")) from None
             raise
 
+    def replication_defaults(self) -> tuple[int, int]:
+        """The brokers' ``default.replication.factor`` and ``min.insync.replicas``: what the cluster is built for
+        (1 and 1 on one node, 3 and 2 on three), so topics need no numbers of their own."""
+        self._existing([])  # reach the brokers first, with the login checks and their messages
+        admin = self.get_conn
+        broker_ids = sorted(admin.list_topics(timeout=self.timeout_s).brokers)
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(broker_ids[0]))
+        try:
+            configs = admin.describe_configs([resource], request_timeout=self.timeout_s)[resource].result(
+                self.timeout_s
+            )
+        except KafkaException as exc:
+            if exc.args[0].name() in DENIED_ERRORS:
+                denied = f"read the brokers' configs ({exc.args[0].str()}) for their replication defaults"
+                raise AirflowFailException(
+                    self.refusal(denied, "DESCRIBE_CONFIGS on the cluster")
+                    + ", or pass replication_factor and min_insync_replicas"
+                ) from None
+            raise
+        return int(configs["default.replication.factor"].value), int(configs["min.insync.replicas"].value)
+
     def refusal(self, denied: str, operations: str) -> str:
         """Why this connection's principal was refused (``denied``: what it may not do), and the two ways out."""
         user = self.get_connection(self.kafka_config_id).extra_dejson.get("sasl.username", "ANONYMOUS")

@@ -24,7 +24,11 @@ class CreateClickstreamTopicsOperator(BaseOperator):
     :param dead_letter_topic: The dead-letter topic to ensure beside it; ``None`` or empty leaves it out.
         (templated) Default: ``"clickstream-events-dlq"``.
     :param partitions: The number of partitions of ``topic``. (templated) Default: ``3``.
-    :param replication_factor: The replication factor of both topics. Default: ``1``.
+    :param replication_factor: The replication factor of both topics. Default: ``None``, the brokers'
+        ``default.replication.factor`` (1 on the single-node stack, 3 on the cluster topology).
+    :param min_insync_replicas: The topics' ``min.insync.replicas``: how many replicas must have a write
+        before a producer with ``acks=all`` hears it succeeded. Default: ``None``, the brokers' own (1 on one
+        node, 2 on the cluster).
     :param retention_ms: The ``retention.ms`` of ``topic``, in milliseconds. (templated)
         Default: ``604800000`` (7 days).
     :param cleanup_policy: The ``cleanup.policy`` of ``topic``: ``"delete"``, ``"compact"`` or both
@@ -47,7 +51,8 @@ class CreateClickstreamTopicsOperator(BaseOperator):
         topic: str = TOPIC,
         dead_letter_topic: str | None = DEAD_LETTER_TOPIC,
         partitions: int = 3,
-        replication_factor: int = 1,
+        replication_factor: int | None = None,
+        min_insync_replicas: int | None = None,
         retention_ms: int = TOPIC_RETENTION_MS,
         cleanup_policy: str = "delete",
         dead_letter_partitions: int = 1,
@@ -61,6 +66,7 @@ class CreateClickstreamTopicsOperator(BaseOperator):
         self.dead_letter_topic = dead_letter_topic
         self.partitions = partitions
         self.replication_factor = replication_factor
+        self.min_insync_replicas = min_insync_replicas
         self.retention_ms = retention_ms
         self.cleanup_policy = cleanup_policy
         self.dead_letter_partitions = dead_letter_partitions
@@ -68,15 +74,24 @@ class CreateClickstreamTopicsOperator(BaseOperator):
         self.allow_partition_increase = allow_partition_increase
         self.kafka_config_id = kafka_config_id
 
-    def specs(self) -> list[TopicSpec]:
+    def specs(self, replication_factor: int = 1, min_insync_replicas: int = 1) -> list[TopicSpec]:
+        """The topics to ensure; ``replication_factor`` and ``min_insync_replicas`` apply where not given."""
         try:
+            replicas = int(self.replication_factor if self.replication_factor is not None else replication_factor)
+            in_sync = int(self.min_insync_replicas if self.min_insync_replicas is not None else min_insync_replicas)
+            if not 1 <= in_sync <= replicas:
+                raise ValueError(
+                    f"min_insync_replicas must be between 1 and the replication factor {replicas}, got {in_sync}"
+                )
+            configs = {"min.insync.replicas": str(in_sync)}
             specs = [
                 TopicSpec(
                     self.topic,
                     int(self.partitions),
-                    int(self.replication_factor),
+                    replicas,
                     int(self.retention_ms),
                     self.cleanup_policy,
+                    configs,
                 )
             ]
             if self.dead_letter_topic:
@@ -85,9 +100,10 @@ class CreateClickstreamTopicsOperator(BaseOperator):
                     TopicSpec(
                         self.dead_letter_topic,
                         int(self.dead_letter_partitions),
-                        int(self.replication_factor),
+                        replicas,
                         int(self.dead_letter_retention_ms),
                         "delete",
+                        configs,
                     )
                 )
         except ValueError as exc:
@@ -96,8 +112,12 @@ class CreateClickstreamTopicsOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, str]:
         hook = KafkaTopicsHook(kafka_config_id=self.kafka_config_id)
+        defaults = (1, 1)
+        if self.replication_factor is None or self.min_insync_replicas is None:
+            defaults = hook.replication_defaults()
+            self.log.info("The brokers' defaults: replication factor %d, min.insync.replicas %d", *defaults)
         try:
-            outcome = hook.ensure_topics(self.specs(), allow_partition_increase=self.allow_partition_increase)
+            outcome = hook.ensure_topics(self.specs(*defaults), allow_partition_increase=self.allow_partition_increase)
         except TopicConfigMismatch as exc:
             raise AirflowFailException(str(exc)) from None
         for name, what in outcome.items():

@@ -36,10 +36,20 @@ def test_creates_both_topics_then_is_idempotent(airflow_env):
     partitions, configs = describe(topic)
     assert partitions == 4
     assert (configs["retention.ms"], configs["cleanup.policy"]) == ("3600000", "delete")
+    # The replication settings are the brokers' own: one node here (the cluster tests see 3 and 2).
+    assert configs["min.insync.replicas"] == "1"
+    partition_metadata = KafkaTopicsHook("kafka_admin")._existing([topic])[topic].partitions.values()
+    assert {len(p.replicas) for p in partition_metadata} == {1}
     dlq_partitions, dlq_configs = describe(dlq)
     assert (dlq_partitions, dlq_configs["retention.ms"]) == (1, str(14 * 24 * 3600 * 1000))
 
     assert op.execute({}) == {topic: "unchanged", dlq: "unchanged"}
+
+
+def test_more_in_sync_replicas_than_replicas_is_refused_before_kafka_is_asked():
+    op = CreateClickstreamTopicsOperator(task_id="c", replication_factor=1, min_insync_replicas=2, **ADMIN)
+    with pytest.raises(AirflowFailException, match="min_insync_replicas must be between 1 and the replication factor"):
+        op.specs()
 
 
 def test_a_mismatch_fails_saying_what_differs_and_changes_nothing(airflow_env):
@@ -86,10 +96,16 @@ def test_unreachable_broker_fails_fast_with_the_address(monkeypatch, airflow_env
 def test_a_principal_without_the_right_is_told_to_use_the_admin_connection(airflow_env, topic_factory):
     topic, dlq = names()
     producer = CreateClickstreamTopicsOperator(task_id="c", topic=topic, dead_letter_topic=dlq)  # kafka_default
-    with pytest.raises(AirflowFailException, match=r"Kafka user 'producer' \(connection 'kafka_default'\) may not"):
+    with pytest.raises(
+        AirflowFailException,
+        match=r"Kafka user 'producer' \(connection 'kafka_default'\) may not read the brokers' configs .*"
+        r"DESCRIBE_CONFIGS on the cluster.*or pass replication_factor and min_insync_replicas",
+    ):
         producer.execute({})
     existing = topic_factory("seen-by-the-producer", partitions=1)  # it may describe it, not read its configs
-    check = CreateClickstreamTopicsOperator(task_id="c", topic=existing, dead_letter_topic=None, partitions=1)
+    check = CreateClickstreamTopicsOperator(
+        task_id="c", topic=existing, dead_letter_topic=None, partitions=1, replication_factor=1, min_insync_replicas=1
+    )
     with pytest.raises(AirflowFailException, match=r"may not describe the configs of .*kafka_admin manages topics"):
         check.execute({})
 

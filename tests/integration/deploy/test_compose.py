@@ -364,11 +364,14 @@ def test_kafka_init_makes_the_local_stacks_scram_users_and_acls(project, tmp_pat
             scram[user] = content
         else:
             assert call["tool"] == "kafka-acls.sh" and args[4] == "--add"
-            options = dict(zip(args[5::2], args[6::2], strict=False))
-            (resource,) = {"topic", "group"} & {option.lstrip("-") for option in options}
-            operations = [
-                value for option, value in zip(args[5::2], args[6::2], strict=False) if option == "--operation"
-            ]
+            rest = args[5:]
+            if "--cluster" in rest:  # a flag: the cluster resource has one name
+                rest.remove("--cluster")
+                rest += ["--cluster", "kafka-cluster", "--resource-pattern-type", "literal"]
+            options = dict(zip(rest[::2], rest[1::2], strict=False))
+            (resource,) = {"topic", "group", "cluster"} & {option.lstrip("-") for option in options}
+            pairs = zip(rest[::2], rest[1::2], strict=False)
+            operations = [value for option, value in pairs if option == "--operation"]
             for operation in operations:
                 acls.add((options["--allow-principal"], resource, options["--resource-pattern-type"],
                           options[f"--{resource}"], operation))  # fmt: skip
