@@ -1,6 +1,6 @@
 # The clickstream Airflow image: the official Airflow 3.3 image (Python 3.11) plus Java 17, the full
 # pyspark with the Kafka connector jars and the event parser, and this package with its DAGs and Spark applications.
-# Used by docker-compose.yml for every Airflow component and the Spark master and worker.
+# Used by docker-compose.yml for every Airflow component and the Spark master and workers.
 ARG AIRFLOW_VERSION=3.3.2
 FROM apache/airflow:${AIRFLOW_VERSION}-python3.11
 
@@ -43,4 +43,6 @@ COPY --chown=airflow:root plugins/ plugins/
 RUN pip install --no-cache-dir --no-deps .
 COPY --chown=airflow:root dags/ /opt/airflow/dags/
 COPY --chown=airflow:root include/ /opt/airflow/include/
+# The Spark master's recovery folder: a named volume mounted here starts owned by airflow's user, as this folder.
+RUN mkdir -p /home/airflow/spark-recovery
 WORKDIR /opt/airflow

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import shlex
 import stat
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from string import Template
 import pytest
 
 from devstack.paths import DEPS
+from devstack.stack import CLUSTER_NODES, SPARK_WORKERS
 
 pytestmark = pytest.mark.integration
 
@@ -22,6 +25,9 @@ REPO = Path(__file__).resolve().parents[3]
 COMPOSE = DEPS / "bin/docker-compose"
 TARGETS = REPO / "include/monitoring/compose/prometheus-targets"
 ENV_EXAMPLE = REPO / ".env.example"
+# The local stack's cluster topology, one service per node: kafka-<node id>, spark-worker-<i>.
+KAFKA_NODES = [f"kafka-{i}" for i in range(1, CLUSTER_NODES + 1)]
+SPARK_WORKER_SERVICES = [f"spark-worker-{i}" for i in range(1, SPARK_WORKERS + 1)]
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +49,13 @@ def project() -> dict:
 def test_the_services_the_issue_names_are_all_there(project):
     services = set(project["services"])
     assert {
-        "kafka", "redis", "postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler",
-        "airflow-dag-processor", "airflow-triggerer", "spark-master", "spark-worker", "prometheus",
+        *KAFKA_NODES, "kafka-init", "redis", "postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler",
+        "airflow-dag-processor", "airflow-triggerer", "spark-master", *SPARK_WORKER_SERVICES, "prometheus",
         "statsd-exporter", "alertmanager", "grafana", "redis-exporter", "mailpit",
     } <= services  # fmt: skip
+    # As many nodes and workers as the local cluster, none more.
+    assert {s for s in services if re.fullmatch(r"kafka(-\d+)?", s)} == set(KAFKA_NODES)
+    assert {s for s in services if s.startswith("spark-worker")} == set(SPARK_WORKER_SERVICES)
 
 
 def test_every_long_running_service_has_a_health_check_and_waits_on_conditions(project):
@@ -58,9 +67,16 @@ def test_every_long_running_service_has_a_health_check_and_waits_on_conditions(p
             assert how["condition"] in {"service_healthy", "service_completed_successfully"}, (name, dependency)
     scheduler = project["services"]["airflow-scheduler"]["depends_on"]
     assert scheduler["airflow-init"]["condition"] == "service_completed_successfully"
-    assert scheduler["kafka"]["condition"] == "service_healthy"
     assert scheduler["kafka-init"]["condition"] == "service_completed_successfully"
-    assert project["services"]["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    # Airflow and kafka-init wait for every node; the scheduler (the Spark driver's host) for both workers too.
+    for node in KAFKA_NODES:
+        assert scheduler[node]["condition"] == "service_healthy"
+        assert project["services"]["kafka-init"]["depends_on"][node]["condition"] == "service_healthy"
+    for worker in ("spark-master", *SPARK_WORKER_SERVICES):
+        assert scheduler[worker]["condition"] == "service_healthy"
+    # The nodes wait for none of each other: each needs two voters up to become healthy.
+    for node in KAFKA_NODES:
+        assert not set(project["services"][node]["depends_on"]) & set(KAFKA_NODES)
 
 
 def test_every_mounted_file_is_the_repository_file_itself(project):
@@ -89,19 +105,40 @@ def test_every_mounted_file_is_the_repository_file_itself(project):
 
 
 def published(project: dict, service: str) -> set[int]:
+    """The service's ports on the host."""
     return {int(p["published"]) for p in project["services"][service].get("ports", []) if p.get("published")}
+
+
+def container_ports(project: dict, service: str) -> set[int]:
+    """The ports the service's container offers the compose network (published or only exposed)."""
+    service_config = project["services"][service]
+    return {int(p["target"]) for p in service_config.get("ports", [])} | {
+        int(p) for p in service_config.get("expose", [])
+    }
 
 
 def test_ports_are_the_seeds_and_the_readmes(project):
     expected = {
-        "kafka": 9092, "prometheus": 9090, "grafana": 3000, "alertmanager": 9093, "redis-exporter": 9121,
+        "kafka-1": 9092, "prometheus": 9090, "grafana": 3000, "alertmanager": 9093, "redis-exporter": 9121,
         "statsd-exporter": 9102, "airflow-apiserver": 8080, "redis": 6379, "mailpit": 8025,
+        # Each node's metrics at the local cluster's ports: 9308 plus one per node.
+        **{node: 9308 + i for i, node in enumerate(KAFKA_NODES)},
     }  # fmt: skip
     readme = (REPO / "README.md").read_text()
     docker_section = readme.split("## Docker", 1)[1].split("\n## ", 1)[0]
+    # The services table: a row names one or more services in its first cell.
+    rows = {
+        name: line
+        for line in docker_section.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([\w-]+)`", line.split("|")[1])
+    }
+    for service in project["services"]:
+        if "healthcheck" in project["services"][service]:  # every long-running service
+            assert service in rows, f"README's Docker table lacks {service}"
     for service, port in expected.items():
         assert port in published(project, service), f"{service} does not publish {port}"
-        assert f"| `{service}` |" in docker_section and f"{port}" in docker_section, f"README lacks {service}"
+        assert str(port) in rows[service], f"README's row for {service} does not give {port}"
 
 
 def test_prometheus_targets_name_compose_services_and_their_ports(project):
@@ -110,9 +147,10 @@ def test_prometheus_targets_name_compose_services_and_their_ports(project):
             for target in group["targets"]:
                 host, port = target.split(":")
                 assert host in project["services"], f"{target_file.name}: {host} is not a compose service"
-                service = project["services"][host]
-                exposed = published(project, host) | {int(p) for p in service.get("expose", [])}
-                assert int(port) in exposed, f"{target_file.name}: {host} does not expose {port}"
+                assert int(port) in container_ports(project, host), f"{target_file.name}: {host} does not offer {port}"
+    # Every Kafka node's JMX agent, as the local cluster's Prometheus scrapes each node's.
+    (kafka,) = json.loads((TARGETS / "kafka.json").read_text())
+    assert kafka["targets"] == [f"{node}:9308" for node in KAFKA_NODES]
     scraped = set(
         re.findall(r"targets/([\w-]+)\.json", (REPO / "include/monitoring/prometheus/prometheus.yml").read_text())
     )
@@ -194,28 +232,41 @@ def test_compose_renders_redis_acl_users_as_the_local_stack_does(project, tmp_pa
 
 
 # The Kafka services' scripts run here by sh, the image's Kafka tools replaced by a stand-in that records each
-# call: its arguments, KAFKA_OPTS and the files it names (content and mode), one JSON line each.
+# call: its arguments, KAFKA_OPTS, KAFKA_HEAP_OPTS and the files it names (content and mode), one JSON line each.
+# kafka-broker-api-versions prints what API_VERSIONS says (the health check's input).
 TOOL_STANDIN = """
 import json, os, stat, sys
 
 tool, args = sys.argv[1], sys.argv[2:]
 files = {a: [open(a).read(), stat.S_IMODE(os.stat(a).st_mode)] for a in args if os.path.isfile(a)}
 with open(os.environ["TOOL_LOG"], "a") as log:
-    log.write(json.dumps({"tool": tool, "args": args, "files": files, "KAFKA_OPTS": os.environ.get("KAFKA_OPTS")}))
+    log.write(json.dumps({"tool": tool, "args": args, "files": files, "KAFKA_OPTS": os.environ.get("KAFKA_OPTS"),
+                          "KAFKA_HEAP_OPTS": os.environ.get("KAFKA_HEAP_OPTS")}))
     log.write("\\n")
 if args == ["random-uuid"]:
     print("MkU3OEVBNTcwNTJENDM2Qk")
+if tool == "kafka-broker-api-versions.sh":
+    print(os.environ.get("API_VERSIONS", ""), end="")
 """
 KAFKA_TOOLS = "/opt/kafka/bin/"
+STANDIN_TOOLS = ("kafka-storage.sh", "kafka-server-start.sh", "kafka-configs.sh", "kafka-acls.sh",
+                 "kafka-broker-api-versions.sh")  # fmt: skip
 
 
-def run_with_kafka_tools(script: str, env: dict[str, str], tmp_path: Path) -> list[dict]:
+def kafka_tools(tmp_path: Path) -> Path:
     tools = tmp_path / "kafka-bin"
     tools.mkdir(parents=True)
     (tools / "standin.py").write_text(TOOL_STANDIN)
-    for name in ("kafka-storage.sh", "kafka-server-start.sh", "kafka-configs.sh", "kafka-acls.sh"):
+    for name in STANDIN_TOOLS:
         (tools / name).write_text(f'#!/bin/sh\nexec {sys.executable} {tools / "standin.py"} {name} "$@"\n')
         (tools / name).chmod(0o755)
+    return tools
+
+
+def run_with_kafka_tools(
+    script: str, env: dict[str, str], tmp_path: Path, ok: bool = True
+) -> tuple[list[dict], subprocess.CompletedProcess]:
+    tools = kafka_tools(tmp_path)
     log = tmp_path / "tools.jsonl"
     assert KAFKA_TOOLS in script
     result = subprocess.run(
@@ -225,8 +276,8 @@ def run_with_kafka_tools(script: str, env: dict[str, str], tmp_path: Path) -> li
         text=True,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    assert (result.returncode == 0) == ok, result.stderr
+    return ([json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []), result
 
 
 def kafka_script(project: dict, service: str) -> str:
@@ -242,15 +293,36 @@ def mount_target(project: dict, service: str, source: str) -> str:
     return volume["target"]
 
 
-def local_kafka(workdir: Path, env: dict[str, str]):
-    """devstack's broker on the ports compose gives the broker, with the passwords compose was given."""
-    from devstack.kafka_broker import SUPER_USERS, USERS, KafkaBroker
+def local_cluster(workdir: Path, env: dict[str, str]):
+    """devstack's cluster (KafkaCluster.build, as `make up` builds it) with each node on the ports compose gives
+    every node in its own container, and the passwords compose was given."""
+    from devstack.kafka_broker import SUPER_USERS, USERS
+    from devstack.kafka_cluster import KafkaCluster, NodePorts
 
-    broker = KafkaBroker(workdir, port=9092, controller_port=9097, internal_port=9094)
+    cluster = KafkaCluster.build(workdir, [NodePorts(port=9092, controller=9097, internal=9094)] * CLUSTER_NODES)
     workdir.mkdir()
     principals = {*SUPER_USERS, *USERS}
-    broker.passwords_file.write_text(json.dumps({user: env[f"KAFKA_{user.upper()}_PASSWORD"] for user in principals}))
-    return broker
+    (workdir / "passwords.json").write_text(
+        json.dumps({user: env[f"KAFKA_{user.upper()}_PASSWORD"] for user in principals})
+    )
+    assert [node.node_id for node in cluster.nodes] == list(range(1, CLUSTER_NODES + 1))
+    return cluster
+
+
+def on_compose_network(config: str, node_id: int, controller_port: int) -> str:
+    """A node's server.properties as devstack renders it, with the addresses compose's node has instead: every
+    listener on 0.0.0.0, advertised (the controller's too) by the node's service name, voters by theirs."""
+    host = f"kafka-{node_id}"
+    lines = []
+    for line in config.splitlines(keepends=True):
+        if line.startswith("listeners="):
+            line = line.replace("//127.0.0.1:", "//0.0.0.0:")
+        elif line.startswith("advertised.listeners="):
+            line = line.rstrip("\n").replace("//127.0.0.1:", f"//{host}:") + f",CONTROLLER://{host}:{controller_port}\n"
+        elif line.startswith("controller.quorum.voters="):
+            line = re.sub(r"\b(\d+)@127\.0\.0\.1:", r"\1@kafka-\1:", line)
+        lines.append(line)
+    return "".join(lines)
 
 
 def plain_login(password: str) -> str:
@@ -262,42 +334,87 @@ def plain_login(password: str) -> str:
 
 def test_the_kafka_entrypoint_fills_in_every_placeholder_of_the_broker_template(project):
     placeholders = set(Template((REPO / "include/kafka/server.properties").read_text()).get_identifiers())
-    filled = set(re.findall(r"s(.)\[\$\]\{(\w+)\}\1", kafka_script(project, "kafka")))
-    assert placeholders and {name for _, name in filled} == placeholders
+    for node in KAFKA_NODES:
+        filled = set(re.findall(r"s(.)\[\$\]\{(\w+)\}\1", kafka_script(project, node)))
+        assert placeholders and {name for _, name in filled} == placeholders, node
 
 
-def test_compose_renders_the_kafka_broker_config_as_the_local_stack_does(project, tmp_path):
-    """The kafka service's start script, run here by sh on the same template, writes the file devstack renders
-    for the same ports and passwords, but for the listeners that other containers reach (0.0.0.0, advertised
-    as kafka); then formats the storage once and starts the broker with the JMX agent, no password on a
-    command line."""
-    service = project["services"]["kafka"]
+def test_the_kafka_nodes_are_one_cluster(project):
+    """One script for every node (the x-kafka-node template), whose environments differ only in the node id;
+    one cluster id from .env for all; the static voter set of every node; a data volume per node."""
+    services = [project["services"][node] for node in KAFKA_NODES]
+    assert all(service["command"] == services[0]["command"] for service in services)
+    assert all(service["healthcheck"] == services[0]["healthcheck"] for service in services)
+    envs = [service["environment"] for service in services]
+    assert [env["KAFKA_NODE_ID"] for env in envs] == [str(i) for i in range(1, CLUSTER_NODES + 1)]
+    shared = [{key: value for key, value in env.items() if key != "KAFKA_NODE_ID"} for env in envs]
+    assert all(env == shared[0] for env in shared)
+
+    # The cluster id: required from .env, and .env.example's is one kafka-storage accepts.
+    cluster_id = env_example()["KAFKA_CLUSTER_ID"]
+    assert shared[0]["KAFKA_CLUSTER_ID"] == cluster_id
+    assert "${KAFKA_CLUSTER_ID:?" in (REPO / "docker-compose.yml").read_text()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", cluster_id) and not cluster_id.startswith("-")
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+    (voters,) = re.findall(r"^voters=(\S+)$", kafka_script(project, KAFKA_NODES[0]), re.M)
+    assert voters == ",".join(f"{i}@{node}:9097" for i, node in enumerate(KAFKA_NODES, start=1))
+    data = [next(v for v in s["volumes"] if v["target"] == "/var/lib/kafka/data") for s in services]
+    assert [v["type"] for v in data] == ["volume"] * CLUSTER_NODES
+    assert [v["source"] for v in data] == [f"{node}-data" for node in KAFKA_NODES]
+    assert {v["source"] for v in data} <= set(project["volumes"])
+    # No host or connection still names the single broker (apache/kafka:<version> is the image).
+    assert not re.search(r"(?<![\w/-])kafka:\d", (REPO / "docker-compose.yml").read_text())
+
+
+def test_a_kafka_node_refuses_an_id_outside_the_voters_or_a_bad_cluster_id(project, tmp_path):
+    env = {k: v for k, v in project["services"][KAFKA_NODES[0]]["environment"].items() if k.startswith("KAFKA_")}
+    script = kafka_script(project, KAFKA_NODES[0]).replace("/opt/kafka/config/clickstream", str(tmp_path / "conf"))
+    bad = [
+        ("KAFKA_NODE_ID", str(CLUSTER_NODES + 1)), ("KAFKA_NODE_ID", "0"), ("KAFKA_NODE_ID", ""),
+        ("KAFKA_CLUSTER_ID", ""), ("KAFKA_CLUSTER_ID", "-" + env["KAFKA_CLUSTER_ID"][1:]),
+        ("KAFKA_CLUSTER_ID", env["KAFKA_CLUSTER_ID"][:-1]), ("KAFKA_CLUSTER_ID", env["KAFKA_CLUSTER_ID"][:-1] + "/"),
+    ]  # fmt: skip
+    for i, (name, value) in enumerate(bad):
+        calls, result = run_with_kafka_tools(script, {**env, name: value}, tmp_path / str(i), ok=False)
+        assert name in result.stderr and not calls, (name, value, result.stderr)
+
+
+@pytest.mark.parametrize("node_id", range(1, CLUSTER_NODES + 1))
+def test_compose_renders_each_kafka_node_as_the_local_cluster_does(project, tmp_path, node_id):
+    """Each node's start script, run here by sh on the same template, writes the file devstack renders for the
+    same node of its cluster (node id, voters, replication factor 3, min.insync.replicas 2), but for the addresses
+    other containers reach (0.0.0.0, advertised as kafka-<id>); then formats the storage once with the cluster's
+    id and starts the node with the JMX agent and devstack's heap, no password on a command line."""
+    node = f"kafka-{node_id}"
+    service = project["services"][node]
     env = {key: value for key, value in service["environment"].items() if key.startswith("KAFKA_")}
-    assert set(env) == {"KAFKA_BROKER_PASSWORD", "KAFKA_CONTROLLER_PASSWORD"}  # nothing for the image to merge
-    local = local_kafka(tmp_path / "local", env_example())
-    template = mount_target(project, "kafka", "include/kafka/server.properties")
-    (data_volume,) = (v for v in service["volumes"] if v["source"] == "kafka-data")
+    # The listeners' passwords, the cluster id and the node id: nothing else named KAFKA_* (the image's start
+    # script, which would merge such variables, is bypassed anyway).
+    assert set(env) == {"KAFKA_BROKER_PASSWORD", "KAFKA_CONTROLLER_PASSWORD", "KAFKA_CLUSTER_ID", "KAFKA_NODE_ID"}
+    local = local_cluster(tmp_path / "local", env_example()).nodes[node_id - 1]
+    template = mount_target(project, node, "include/kafka/server.properties")
+    (data_volume,) = (v for v in service["volumes"] if v["source"] == f"{node}-data")
     conf = "/opt/kafka/config/clickstream"
-    script = kafka_script(project, "kafka")
+    script = kafka_script(project, node)
     for path in (template, data_volume["target"], conf):
         assert path in script
     script = script.replace(template, str(REPO / "include/kafka/server.properties"))
     script = script.replace(data_volume["target"], str(local.data_dir)).replace(conf, str(tmp_path / "conf"))
-    calls = run_with_kafka_tools(script, env, tmp_path)
+    calls, _ = run_with_kafka_tools(script, env, tmp_path)
 
     rendered = tmp_path / "conf/server.properties"
-    expected = []
-    for line in local.render_config().splitlines(keepends=True):
-        if line.startswith("listeners="):
-            line = line.replace("CLIENT://127.0.0.1:", "CLIENT://0.0.0.0:").replace(
-                "INTERNAL://127.0.0.1:", "INTERNAL://0.0.0.0:"
-            )
-        elif line.startswith("advertised.listeners="):
-            line = line.replace("//127.0.0.1:", "//kafka:")
-        expected.append(line)
-    assert rendered.read_text() == "".join(expected)
-    assert "listeners=CLIENT://0.0.0.0:9092,INTERNAL://0.0.0.0:9094,CONTROLLER://127.0.0.1:9097\n" in expected
-    assert "advertised.listeners=CLIENT://kafka:9092,INTERNAL://kafka:9094\n" in expected
+    expected = on_compose_network(local.render_config(), node_id, local.controller_port)
+    assert rendered.read_text() == expected
+    lines = expected.splitlines()
+    voters = ",".join(f"{i}@kafka-{i}:9097" for i in range(1, CLUSTER_NODES + 1))
+    for line in (
+        f"node.id={node_id}", f"controller.quorum.voters={voters}",
+        "default.replication.factor=3", "min.insync.replicas=2", "offsets.topic.replication.factor=3",
+        "listeners=CLIENT://0.0.0.0:9092,INTERNAL://0.0.0.0:9094,CONTROLLER://0.0.0.0:9097",
+        f"advertised.listeners=CLIENT://{node}:9092,INTERNAL://{node}:9094,CONTROLLER://{node}:9097",
+    ):  # fmt: skip
+        assert line in lines, line
     assert "${" not in rendered.read_text()
     assert stat.S_IMODE(rendered.stat().st_mode) == 0o600
     assert sorted(os.listdir(tmp_path / "conf")) == ["internal-client.properties", "server.properties"]
@@ -309,22 +426,57 @@ def test_compose_renders_the_kafka_broker_config_as_the_local_stack_does(project
     health = " ".join(service["healthcheck"]["test"])
     assert f"--bootstrap-server localhost:9094 --command-config {conf}/internal-client.properties" in health
 
-    uuid, format_, start = calls
-    assert (uuid["tool"], uuid["args"]) == ("kafka-storage.sh", ["random-uuid"])
+    # Formatted with the one cluster id of .env (no random one), as every node is.
+    format_, start = calls
     assert format_["tool"] == "kafka-storage.sh" and format_["KAFKA_OPTS"] is None
-    assert format_["args"] == ["format", "--ignore-formatted", "-t", "MkU3OEVBNTcwNTJENDM2Qk", "-c", str(rendered)]
+    cluster_id = env_example()["KAFKA_CLUSTER_ID"]
+    assert format_["args"] == ["format", "--ignore-formatted", "-t", cluster_id, "-c", str(rendered)]
     assert (start["tool"], start["args"]) == ("kafka-server-start.sh", [str(rendered)])
+    assert start["KAFKA_HEAP_OPTS"] == f"-Xms{local.heap} -Xmx{local.heap}"
     agent, metrics_port, exporter_config = re.fullmatch(r"-javaagent:(\S+)=(\d+):(\S+)", start["KAFKA_OPTS"]).groups()
-    assert int(metrics_port) in published(project, "kafka")
-    assert exporter_config == mount_target(project, "kafka", "include/monitoring/kafka/jmx-exporter.yml")
+    assert int(metrics_port) in container_ports(project, node)
+    assert f"{node}:{metrics_port}" in json.loads((TARGETS / "kafka.json").read_text())[0]["targets"]
+    assert exporter_config == mount_target(project, node, "include/monitoring/kafka/jmx-exporter.yml")
     assert any(agent.startswith(v["target"] + "/") for v in service["volumes"] if v["source"] == "jmx-agent")
-    assert not [call for call in calls for password in env.values() if password in " ".join(call["args"])]
+    passwords = [value for key, value in env.items() if key.endswith("_PASSWORD")]
+    assert passwords and not [call for call in calls for p in passwords if p in " ".join(call["args"])]
 
     # Formatted once: a data directory that has its meta.properties is left alone.
     (tmp_path / "tools.jsonl").unlink()
-    local.data_dir.mkdir()
+    local.data_dir.mkdir(parents=True)
     (local.data_dir / "meta.properties").write_text("")
-    assert [call["tool"] for call in run_with_kafka_tools(script, env, tmp_path / "again")] == ["kafka-server-start.sh"]
+    calls, _ = run_with_kafka_tools(script, env, tmp_path / "again")
+    assert [call["tool"] for call in calls] == ["kafka-server-start.sh"]
+
+
+def test_a_kafka_node_is_healthy_once_the_metadata_it_serves_lists_it(project, tmp_path):
+    """The health check, run here by sh on what kafka-broker-api-versions prints: healthy when the node's own
+    entry has its API versions, whatever the other nodes' state (each node checks itself)."""
+
+    def entry(node_id: int, ok: bool) -> str:
+        versions = "(\n\tProduce(0): 3 to 12 [usable: 12],\n\tFetch(1): 4 to 17 [usable: 17]\n)" if ok else "ERROR: x"
+        return f"kafka-{node_id}:9094 (id: {node_id} rack: null isFenced: false) -> {versions}\n"
+
+    tools = kafka_tools(tmp_path)
+    for node_id, node in enumerate(KAFKA_NODES, start=1):
+        service = project["services"][node]
+        kind, command = service["healthcheck"]["test"]
+        assert kind == "CMD-SHELL" and KAFKA_TOOLS in command
+        command = command.replace("$$", "$").replace(KAFKA_TOOLS, f"{tools}/")
+        others = [i for i in range(1, CLUSTER_NODES + 1) if i != node_id]
+        cases = {
+            "".join(entry(i, True) for i in range(1, CLUSTER_NODES + 1)): True,
+            entry(node_id, True) + "".join(entry(i, False) for i in others): True,  # the others are down
+            "".join(entry(i, i != node_id) for i in range(1, CLUSTER_NODES + 1)): False,  # it did not answer
+            "".join(entry(i, True) for i in others): False,  # not (yet) registered
+            entry(node_id * 10 + 1, True): False,  # another id that starts with its own
+            "": False,
+        }
+        for output, healthy in cases.items():
+            env = {"PATH": "/usr/bin:/bin", "TOOL_LOG": str(tmp_path / "health.jsonl"), "API_VERSIONS": output,
+                   "KAFKA_NODE_ID": service["environment"]["KAFKA_NODE_ID"]}  # fmt: skip
+            result = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, check=False)
+            assert (result.returncode == 0) == healthy, (node, output, result.stderr)
 
 
 def test_kafka_init_makes_the_local_stacks_scram_users_and_acls(project, tmp_path):
@@ -339,13 +491,14 @@ def test_kafka_init_makes_the_local_stacks_scram_users_and_acls(project, tmp_pat
     script = kafka_script(project, "kafka-init")
     assert template in script
     (tmp_path / "tmp").mkdir()
-    calls = run_with_kafka_tools(script.replace(template, str(REPO / "include/kafka/acls.template")), env, tmp_path)
+    calls, _ = run_with_kafka_tools(script.replace(template, str(REPO / "include/kafka/acls.template")), env, tmp_path)
     assert not os.listdir(tmp_path / "tmp"), "kafka-init left its private files behind"
 
     scram, acls = {}, set()
+    bootstrap = ",".join(f"{node}:9094" for node in KAFKA_NODES)  # INTERNAL of every node
     for call in calls:
         args = call["args"]
-        assert args[:3] == ["--bootstrap-server", "kafka:9094", "--command-config"]
+        assert args[:3] == ["--bootstrap-server", bootstrap, "--command-config"]
         assert call["files"][args[3]] == [plain_login(env["KAFKA_BROKER_PASSWORD"]), 0o600]
         assert not [p for p in env.values() if p in " ".join(args)], f"a password on {call['tool']}'s command line"
         if call["tool"] == "kafka-configs.sh":
@@ -387,16 +540,71 @@ def test_kafka_init_makes_the_local_stacks_scram_users_and_acls(project, tmp_pat
 
 
 def test_airflow_kafka_connections_are_the_local_stacks_on_the_compose_network(project, tmp_path):
-    """Each Kafka connection logs in as its principal with SCRAM-SHA-512, as devstack's connections do."""
-    local = local_kafka(tmp_path / "local", env_example())
+    """Each Kafka connection logs in as its principal with SCRAM-SHA-512, as devstack's cluster connections do,
+    bootstrapping from every node."""
+    cluster = local_cluster(tmp_path / "local", env_example())
+    assert len(cluster.bootstrap_servers.split(",")) == CLUSTER_NODES
     airflow = project["services"]["airflow-scheduler"]["environment"]
-    assert {name for name in airflow if name.startswith("AIRFLOW_CONN_KAFKA_")} == set(local.airflow_connections())
-    for name, connection in local.airflow_connections().items():
+    assert {name for name in airflow if name.startswith("AIRFLOW_CONN_KAFKA_")} == set(cluster.airflow_connections())
+    for name, connection in cluster.airflow_connections().items():
         expected = json.loads(connection)
-        expected["extra"]["bootstrap.servers"] = "kafka:9092"
+        expected["extra"]["bootstrap.servers"] = ",".join(f"{node}:9092" for node in KAFKA_NODES)
         assert json.loads(airflow[name]) == expected, name
-    users = {name: json.loads(airflow[name])["extra"]["sasl.username"] for name in local.airflow_connections()}
+    users = {name: json.loads(airflow[name])["extra"]["sasl.username"] for name in cluster.airflow_connections()}
     assert users == {
         "AIRFLOW_CONN_KAFKA_DEFAULT": "producer", "AIRFLOW_CONN_KAFKA_ADMIN": "admin",
         "AIRFLOW_CONN_KAFKA_STREAMING": "streaming", "AIRFLOW_CONN_KAFKA_RECONCILER": "reconciler",
     }  # fmt: skip
+
+
+def spark_command(project: dict, service: str, main_class: str) -> tuple[dict[str, str], list[str]]:
+    """The options and positional arguments the service gives ``spark-class main_class``."""
+    shell, flag, script = project["services"][service]["entrypoint"]
+    assert (shell, flag) == ("/bin/bash", "-c")
+    words = shlex.split(script)
+    assert words[:3] == ["exec", "spark-class", main_class], script
+    options, positional, rest = {}, [], words[3:]
+    while rest:
+        word = rest.pop(0)
+        if word.startswith("--"):
+            options[word] = rest.pop(0)
+        else:
+            positional.append(word)
+    return options, positional
+
+
+def test_spark_is_a_master_and_one_core_workers_as_the_local_cluster(project, tmp_path):
+    """A standalone master (FILESYSTEM recovery in a volume, as devstack's) and SPARK_WORKERS workers of one core
+    each, registered to the master's URL; spark_default submits to that URL in client mode."""
+    from devstack.spark_cluster import SparkMaster, SparkWorker
+
+    master_options, positional = spark_command(project, "spark-master", "org.apache.spark.deploy.master.Master")
+    assert not positional and master_options["--host"] == "spark-master"
+    master_url = f"spark://{master_options['--host']}:{master_options['--port']}"
+    assert int(master_options["--webui-port"]) in published(project, "spark-master")
+
+    local_master = SparkMaster(tmp_path / "master", 7077, 8081)
+    local_worker = SparkWorker(tmp_path / "worker", 7078, 8082, local_master)
+    for worker in SPARK_WORKER_SERVICES:
+        options, positional = spark_command(project, worker, "org.apache.spark.deploy.worker.Worker")
+        assert positional == [master_url], worker
+        assert options["--host"] == worker
+        assert options["--cores"] == str(local_worker.cores) == "1"
+        assert options["--memory"] == os.environ.get("CLICKSTREAM_SPARK_WORKER_MEMORY", local_worker.memory)
+        service = project["services"][worker]
+        assert service["depends_on"]["spark-master"]["condition"] == "service_healthy"
+        assert "masterurl" in " ".join(service["healthcheck"]["test"])  # healthy once registered
+
+    # FILESYSTEM recovery, as devstack's master, into a named volume the image makes airflow's.
+    local_master.prepare()
+    local = dict(line.split(" ", 1) for line in local_master.properties_file.read_text().splitlines())
+    service = project["services"]["spark-master"]
+    opts = dict(o.removeprefix("-D").split("=", 1) for o in service["environment"]["SPARK_MASTER_OPTS"].split())
+    assert opts["spark.deploy.recoveryMode"] == local["spark.deploy.recoveryMode"] == "FILESYSTEM"
+    (volume,) = (v for v in service["volumes"] if v["target"] == opts["spark.deploy.recoveryDirectory"])
+    assert volume["type"] == "volume" and volume["source"] in project["volumes"]
+    assert f"mkdir -p {volume['target']}" in (REPO / "Dockerfile").read_text()
+
+    spark_default = json.loads(project["services"]["airflow-scheduler"]["environment"]["AIRFLOW_CONN_SPARK_DEFAULT"])
+    assert f"{spark_default['host']}:{spark_default['port']}" == master_url
+    assert spark_default["extra"]["deploy-mode"] == "client"
