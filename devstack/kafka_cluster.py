@@ -139,7 +139,8 @@ class KafkaCluster:
         """Each partition's leader, replicas and in-sync replicas, as the cluster's metadata reports them."""
         from confluent_kafka.admin import AdminClient
 
-        metadata = AdminClient(self.client_config("ops")).list_topics(topic, timeout=10)
+        # log_level 0: a node that is down (as in the failure tests) is expected, not worth a line per call.
+        metadata = AdminClient(self.client_config("ops", log_level=0)).list_topics(topic, timeout=10)
         return {
             p.id: {"leader": p.leader, "replicas": sorted(p.replicas), "isr": sorted(p.isrs)}
             for p in metadata.topics[topic].partitions.values()

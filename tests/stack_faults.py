@@ -176,11 +176,13 @@ class FaultedStack:
             self.most_drivers = max(self.most_drivers, len(self.drivers()))
             time.sleep(0.3)
 
-    def inject(self, name: str, duration_s: float, fault: Callable[[FaultedStack], None], seed: int) -> None:
+    def inject(
+        self, name: str, duration_s: float, fault: Callable[[FaultedStack], dict | None], seed: int
+    ) -> None:
         """``fault`` while the producer sends for ``duration_s``; then Redis must equal the ground truth."""
         producer = Producer(self.env, duration_s, seed, self.stack.root / f"producer-{seed}.log")
         producer.wait_delivering()  # mid-stream
-        fault(self)
+        details = fault(self) or {}  # what the fault saw: leaders, ISRs, executors before and after
         truth, sent = producer.truth(timeout=duration_s + 180)
         self.truth.update(truth)
         recovered_s = wait_until_exact(self.client, self.truth, timeout=240)
@@ -193,6 +195,7 @@ class FaultedStack:
                 "redis_total": sum(cells.values()),
                 "valid_total": sum(self.truth.values()),
                 "cells_differing": sum(1 for k in set(cells) | set(self.truth) if cells[k] != self.truth[k]),
+                **details,
             }
         )
 

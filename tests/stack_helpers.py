@@ -14,6 +14,7 @@ import redis
 
 from devstack.airflow_api import AirflowApi
 from devstack.kafka_broker import KafkaBroker
+from devstack.kafka_cluster import KafkaCluster, NodePorts
 from devstack.ports import free_port, port_in_use
 from devstack.redis_server import RedisServer
 
@@ -114,11 +115,22 @@ def run_demo(env: dict[str, str], dag_id: str, timeout: float = 400) -> str:
     return result.stdout
 
 
-def up_and_check(env: dict[str, str], extra_parts: tuple[str, ...] = ()) -> str:
+CLUSTER_PARTS = (
+    "kafka-1",
+    "kafka-2",
+    "kafka-3",
+    "spark-master",
+    "spark-worker-1",
+    "spark-worker-2",
+    *(part for part in STACK_PARTS if part != "kafka"),
+)
+
+
+def up_and_check(env: dict[str, str], extra_parts: tuple[str, ...] = (), parts: tuple[str, ...] = STACK_PARTS) -> str:
     """`make up`, every part healthy and running; a second `up` is a health check, not a second stack.
 
     Returns what the first `up` printed."""
-    parts = (*STACK_PARTS, *extra_parts)
+    parts = (*parts, *extra_parts)
     up = stack("up", env)
     assert up.returncode == 0, up.stdout + up.stderr
     for part in parts:
@@ -201,3 +213,55 @@ def local_stack_on_free_ports() -> LocalStack:
     env = stack_env(root / "state", "sqlite", **ports)
     env.update(CLICKSTREAM_SCRAPE_INTERVAL="2s", CLICKSTREAM_ALERT_FOR="5s", CLICKSTREAM_ALERT_GROUP_WAIT="1s")
     return LocalStack(ports, root, env)
+
+
+@dataclass
+class ClusterStack(LocalStack):
+    """A running `CLICKSTREAM_TOPOLOGY=cluster make up` stack: three KRaft nodes, a Spark master, two workers."""
+
+    def kafka(self) -> KafkaCluster:  # type: ignore[override]
+        nodes = [
+            NodePorts(self.ports[f"kafka{i}"], self.ports[f"controller{i}"], self.ports[f"kafka_internal{i}"])
+            for i in (1, 2, 3)
+        ]
+        return KafkaCluster.build(self.state / "kafka-cluster", nodes)
+
+    def master_state(self) -> dict:
+        from devstack.spark_cluster import master_state
+
+        return master_state(self.ports["spark_master_ui"]) or {}
+
+    def down_and_check(self) -> None:
+        super().down_and_check()
+        for name in ("kafka1", "kafka2", "kafka3", "spark_master", "worker1", "worker2"):
+            assert not port_in_use(self.ports[name]), f"{name} still listens on {self.ports[name]} after down"
+
+
+def cluster_stack_on_free_ports() -> ClusterStack:
+    """The cluster topology, not started yet, on ports of its own (the single node's kafka ports go unused)."""
+    single = local_stack_on_free_ports()
+    ports = dict(single.ports)
+    env = dict(single.env)
+    env["CLICKSTREAM_TOPOLOGY"] = "cluster"
+    for i in (1, 2, 3):
+        for key, variable in (
+            (f"kafka{i}", f"CLICKSTREAM_KAFKA_NODE{i}_PORT"),
+            (f"controller{i}", f"CLICKSTREAM_KAFKA_NODE{i}_CONTROLLER_PORT"),
+            (f"kafka_internal{i}", f"CLICKSTREAM_KAFKA_NODE{i}_INTERNAL_PORT"),
+            (f"kafka_metrics{i}", f"CLICKSTREAM_KAFKA_NODE{i}_METRICS_PORT"),
+        ):
+            ports[key] = free_port()
+            env[variable] = str(ports[key])
+    for key, variable in (
+        ("spark_master", "CLICKSTREAM_SPARK_MASTER_PORT"),
+        ("spark_master_ui", "CLICKSTREAM_SPARK_MASTER_UI_PORT"),
+        ("worker1", "CLICKSTREAM_SPARK_WORKER1_PORT"),
+        ("worker1_ui", "CLICKSTREAM_SPARK_WORKER1_UI_PORT"),
+        ("worker2", "CLICKSTREAM_SPARK_WORKER2_PORT"),
+        ("worker2_ui", "CLICKSTREAM_SPARK_WORKER2_UI_PORT"),
+    ):
+        ports[key] = free_port()
+        env[variable] = str(ports[key])
+    master = {"conn_type": "spark", "host": "spark://127.0.0.1", "port": ports["spark_master"]}
+    env["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps({**master, "extra": {"deploy-mode": "client"}})
+    return ClusterStack(ports, single.root, env)
