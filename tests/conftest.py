@@ -47,12 +47,12 @@ from devstack.redis_server import RedisServer  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The whole-stack module first: it is the longest unit of work (a quarter of the suite), and started
-    last it would run alone at the end while the other worker idles."""
-    items.sort(key=lambda item: item.nodeid.split("::")[0] != RUNNING_STACK_MODULE)
+    """The two whole-stack modules first, one on each worker: they are the longest units of work (twelve
+    and nine minutes), and started last either would run alone at the end while the other worker idles."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in WHOLE_STACK_MODULES)
 
 
-RUNNING_STACK_MODULE = "tests/integration/test_running_stack.py"
+WHOLE_STACK_MODULES = ("tests/integration/test_running_stack.py", "tests/integration/test_cluster_stack.py")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
