@@ -128,3 +128,55 @@ def test_redis_gets_acl_users_by_digest_in_a_private_file_with_the_default_user_
     server.prepare()
     assert server.passwords() == passwords  # kept across starts
     assert server.url("reader") == f"redis://reader:{passwords['reader']}@127.0.0.1:6390/0"
+
+
+def test_the_cluster_topology_has_three_nodes_a_master_and_two_workers_on_their_own_ports(monkeypatch):
+    monkeypatch.setenv("CLICKSTREAM_TOPOLOGY", "cluster")
+    monkeypatch.setenv("CLICKSTREAM_KAFKA_PORT", "19092")
+    monkeypatch.setenv("CLICKSTREAM_KAFKA_NODE3_PORT", "29092")  # one node moved on its own
+    monkeypatch.setenv("CLICKSTREAM_KAFKA_METRICS_PORT", "19308")
+    monkeypatch.setenv("CLICKSTREAM_SPARK_MASTER_PORT", "17077")
+    monkeypatch.setenv("CLICKSTREAM_SPARK_WORKER2_UI_PORT", "18099")
+    topology = Topology.from_env()
+    services = {p.name: p for p in topology.service_parts()}
+    assert {"kafka-1", "kafka-2", "kafka-3", "spark-master", "spark-worker-1", "spark-worker-2"} <= set(services)
+    assert "kafka" not in services
+    assert [services[f"kafka-{i}"].port for i in (1, 2, 3)] == [19092, 19192, 29092]
+    assert topology.kafka.bootstrap_servers == "127.0.0.1:19092,127.0.0.1:19192,127.0.0.1:29092"
+    taken = topology.taken_ports()
+    assert taken["kafka-3"] == (29092, "CLICKSTREAM_KAFKA_NODE3_PORT")
+    assert taken["kafka-2 metrics"] == (19309, "CLICKSTREAM_KAFKA_NODE2_METRICS_PORT")
+    assert taken["spark master"] == (17077, "CLICKSTREAM_SPARK_MASTER_PORT")
+    assert taken["spark worker 2 UI"] == (18099, "CLICKSTREAM_SPARK_WORKER2_UI_PORT")
+    assert len({port for port, _ in taken.values()}) == len(taken), "two parts on one port"
+    # Every broker is scraped; the workers get one core each and register with the master.
+    assert topology.monitoring["prometheus"].targets()["kafka"] == [f"127.0.0.1:{p}" for p in (19308, 19309, 19310)]
+    worker = services["spark-worker-1"].command
+    assert worker[worker.index("--cores") + 1] == "1" and worker[-1] == "spark://127.0.0.1:17077"
+    conf = render(list(services.values()))
+    section = conf.split("[program:spark-worker-1]")[1].split("\n\n")[0]
+    assert 'environment=SPARK_DAEMON_MEMORY="512m",SPARK_LOCAL_IP="127.0.0.1"' in section
+
+
+def test_cluster_nodes_share_a_quorum_a_cluster_id_and_passwords_and_replicate_three_times(tmp_path):
+    from devstack.kafka_cluster import KafkaCluster, NodePorts
+
+    cluster = KafkaCluster.build(tmp_path, [NodePorts(10 + i, 20 + i, 30 + i) for i in (1, 2, 3)])
+    configs = []
+    for node in cluster.nodes:
+        text = node.render_config()
+        configs.append(dict(line.split("=", 1) for line in text.splitlines() if line and line[0] != "#"))
+    assert [c["node.id"] for c in configs] == ["1", "2", "3"]
+    assert {c["controller.quorum.voters"] for c in configs} == {"1@127.0.0.1:21,2@127.0.0.1:22,3@127.0.0.1:23"}
+    assert {(c["default.replication.factor"], c["min.insync.replicas"]) for c in configs} == {("3", "2")}
+    assert {c["offsets.topic.replication.factor"] for c in configs} == {"3"}
+    assert len({c["log.dirs"] for c in configs}) == 3
+    assert {node.passwords_file for node in cluster.nodes} == {tmp_path / "passwords.json"}
+    assert cluster.cluster_id() == cluster.cluster_id()  # generated once, then kept
+    assert cluster.client_config("producer")["bootstrap.servers"] == "127.0.0.1:11,127.0.0.1:12,127.0.0.1:13"
+
+
+def test_an_unknown_topology_is_refused_naming_the_choices(monkeypatch):
+    monkeypatch.setenv("CLICKSTREAM_TOPOLOGY", "mesh")
+    with pytest.raises(StackError, match="CLICKSTREAM_TOPOLOGY must be one of single, cluster, not 'mesh'"):
+        Topology.from_env()
