@@ -126,6 +126,13 @@ def write_tool_config(path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
+def write_payloads(path: Path, count: int = 20_000) -> float:
+    """ProducerPerformance's ``--payload-file``: ``count`` generated events, one a line; their mean size in bytes."""
+    sample = list(TrafficGenerator(traffic(count)).records(count))
+    path.write_bytes(b"\n".join(r.value for r in sample))
+    return sum(len(r.value) for r in sample) / len(sample)
+
+
 def run_kafka_tool(tool_config: Path, topic: str, count: int, payload_file: Path, suffix: str = "") -> Round:
     """Kafka's ProducerPerformance with its settings, login included, from ``tool_config``."""
     cmd = [
@@ -186,9 +193,7 @@ def measure(workdir: Path, events: int, python_events: int, rounds: int) -> dict
     )
     broker.prepare()
     payload_file = workdir / "payloads.txt"
-    sample = list(TrafficGenerator(traffic(20_000)).records(20_000))
-    payload_file.write_bytes(b"\n".join(r.value for r in sample))
-    record_bytes = sum(len(r.value) for r in sample) / len(sample)
+    record_bytes = write_payloads(payload_file)
     with running("kafka", broker.command(), broker.healthy, workdir / "kafka.log", timeout=90):
         broker.ensure_principals()
         admin = AdminClient(broker.client_config("ops"))

@@ -60,14 +60,23 @@ TARGETS = {"sustained_events_per_s": 100_000, "ratio_to_batch": 0.7, "p50_ms": 1
 MAX_OFFSETS_PER_TRIGGER = 1_000_000
 
 
-def spark_job(app: Path, args: list[str], log: Path, redis_url: str, kafka_env: dict[str, str]) -> subprocess.Popen:
+def spark_job(
+    app: Path,
+    args: list[str],
+    log: Path,
+    redis_url: str,
+    kafka_env: dict[str, str],
+    master: str = "local[*]",
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen:
     """The application as the operators submit it: Redis's URL and the Kafka login (``kafka_env``, from
-    :func:`~clickstream.kafka_security.security_env`; empty: no login), credentials included, in its environment."""
+    :func:`~clickstream.kafka_security.security_env`; empty: no login), credentials included, in its environment.
+    ``master`` is Spark's (a standalone cluster's ``spark://`` URL: client mode, the driver here)."""
     env = {key: value for key, value in os.environ.items() if key != SECURITY_ENV}  # only the login given here
     with open(log, "wb") as out:
-        return subprocess.Popen(spark_submit_command(app, *args, master="local[*]"), stdout=out,
+        return subprocess.Popen(spark_submit_command(app, *args, master=master), stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**env, "REDIS_URL": redis_url, **kafka_env})  # fmt: skip
+                                env={**env, "REDIS_URL": redis_url, **kafka_env, **(extra_env or {})})  # fmt: skip
 
 
 def sustained(

@@ -97,19 +97,24 @@ class KafkaCluster:
     def airflow_connections(self, **topics: str) -> dict[str, str]:
         return self.nodes[0].airflow_connections(**topics)
 
+    def answering_node(self, to: str) -> KafkaBroker:
+        """The first node that answers, to ``to`` (said when none does)."""
+        node = next((n for n in self.nodes if n.healthy()), None)
+        if node is None:
+            raise StackError(f"no Kafka node answers: cannot {to}")
+        return node
+
     def ensure_principals(self, timeout_s: float = 60, **topics: str) -> None:
         """SCRAM users and ACLs are cluster metadata: made through one node, they reach all."""
-        for node in self.nodes:  # through the first node that answers
-            if node.healthy():
-                node.ensure_principals(timeout_s, **topics)
-                return
-        raise StackError("no Kafka node answers: cannot create the SCRAM users")
+        self.answering_node("create the SCRAM users").ensure_principals(timeout_s, **topics)
+
+    def grant(self, **topics: str) -> None:
+        """The ACL template's grants for ``topics``, through one node (as :meth:`KafkaBroker.grant`)."""
+        self.answering_node("grant the ACLs").grant(**topics)
 
     def quorum(self) -> QuorumStatus:
         """The controller quorum's leader and voters, as Kafka's own ``kafka-metadata-quorum`` tool reports."""
-        node = next((n for n in self.nodes if n.healthy()), None)
-        if node is None:
-            raise StackError("no Kafka node answers: cannot describe the controller quorum")
+        node = self.answering_node("describe the controller quorum")
         config = self.workdir / "internal-client.properties"
         password = node.passwords()["broker"]
         write_private(

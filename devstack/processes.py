@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.errors import StackError
@@ -20,6 +22,17 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.5)
             return True
         time.sleep(interval)
     return check()
+
+
+@dataclass(frozen=True)
+class Program:
+    """A process for :func:`running_together`: its command, its health check, its log and its environment."""
+
+    name: str
+    command: list[str]
+    healthy: Callable[[], bool]
+    log_file: Path
+    env: dict[str, str] | None = None
 
 
 @contextlib.contextmanager
@@ -36,17 +49,40 @@ def running(
     For the test fixtures: the process gets its own process group so that stopping it also stops
     whatever it started, and it is stopped even when the block raises.
     """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    try:
-        if not wait_until(lambda: proc.poll() is None and healthy(), timeout):
-            tail = log_file.read_text(errors="replace")[-3000:]
-            state = f"exited with {proc.returncode}" if proc.poll() is not None else "still not healthy"
-            raise StackError(f"{name} {state} after {timeout:.0f}s; log {log_file}:\n{tail}")
+    with running_together([Program(name, command, healthy, log_file, env)], timeout) as (proc,):
         yield proc
+
+
+@contextlib.contextmanager
+def running_together(programs: Sequence[Program], timeout: float = 60) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """:func:`running` for processes that become healthy only together: every one is started, then all are
+    waited for (a Kafka node is a registered broker once a quorum of its cluster's voters runs). They are
+    stopped together, each as :func:`stop_process` does, even when the block raises."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for program in programs:
+            program.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(program.log_file, "wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        program.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=program.env
+                    )
+                )
+        pairs = list(zip(programs, procs, strict=True))
+        if not wait_until(lambda: all(proc.poll() is None and program.healthy() for program, proc in pairs), timeout):
+            failures = []
+            for program, proc in pairs:
+                if proc.poll() is None and program.healthy():
+                    continue
+                tail = program.log_file.read_text(errors="replace")[-3000:]
+                state = f"exited with {proc.returncode}" if proc.poll() is not None else "still not healthy"
+                failures.append(f"{program.name} {state} after {timeout:.0f}s; log {program.log_file}:\n{tail}")
+            raise StackError("\n".join(failures))
+        yield procs
     finally:
-        stop_process(proc)
+        with ThreadPoolExecutor(max(len(procs), 1)) as pool:
+            for stopped in [pool.submit(stop_process, proc) for proc in procs]:
+                stopped.result()
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
