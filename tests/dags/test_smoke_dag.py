@@ -14,7 +14,11 @@ def test_airflow_plugins_lists_the_clickstream_plugin(airflow_env):
     result = airflow(airflow_env, "plugins", "--output", "json")
     assert result.returncode == 0, result.stderr[-2000:]
     plugins = json.loads(result.stdout[result.stdout.index("[") :])
-    assert [p["name"] for p in plugins if p["name"] == "clickstream"] == ["clickstream"]
+    (clickstream,) = [p for p in plugins if p["name"] == "clickstream"]
+    # The api-server mounts the feature-serving API from it.
+    assert [(app["name"], app["url_prefix"]) for app in clickstream["fastapi_apps"]] == [
+        ("Clickstream feature serving", "/clickstream")
+    ]
 
 
 def test_airflow_providers_lists_the_clickstream_provider(airflow_env):

@@ -288,6 +288,66 @@ def test_the_viewer_reads_but_cannot_trigger_and_a_wrong_password_gets_no_token(
     assert anonymous.value.code == 401
 
 
+def call(url: str, token: str | None = None, method: str = "GET") -> tuple[int, object]:
+    """An HTTP status and JSON body, for a request with ``token`` as its bearer (none: anonymous)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def test_the_serving_api_answers_from_redis_for_readers_and_stops_only_for_editors(local_stack: LocalStack):
+    """Every route of the plugin's API behind Airflow's own auth: no token 401, the viewer reads but may not
+    stop the streaming job (403), the admin does both; reads equal Redis; bad parameters get a 4xx."""
+    from clickstream import redis_layout
+
+    base = f"{local_stack.api.base}/clickstream/api/v1"
+    admin_redis = local_stack.redis("admin")
+    newest = admin_redis.zrevrange(redis_layout.WINDOWS_KEY, 0, 0)[0].decode()  # the pipeline runs above wrote it
+    reads = {
+        "page windows": "/pages/windows?" + urllib.parse.urlencode({"page": "/home", "last": 60}),
+        "window": f"/windows/{newest}",
+        "top pages": "/top-pages?" + urllib.parse.urlencode({"from": newest, "to": newest, "limit": 5}),
+        "streaming": "/streaming",
+        "openapi": "/openapi.json",
+    }
+    tokens = {"anonymous": None, "viewer": local_stack.api_as("viewer").token(), "admin": local_stack.api.token()}
+    matrix = {}
+    for role, token in tokens.items():
+        for name, path in reads.items():
+            matrix[(role, f"GET {name}")] = call(base + path, token)[0]
+        matrix[(role, "POST streaming/stop")] = call(f"{base}/streaming/stop", token, "POST")[0]
+        admin_redis.delete(redis_layout.CONTROL_KEY)  # the fault test below runs the streaming job: no stale stop
+    print("\n" + "\n".join(f"{role:9} {route:22} {code}" for (role, route), code in matrix.items()))
+    reads_ok = 200 if admin_redis.exists(redis_layout.progress_key(redis_layout.COUNTS_QUERY)) else 404
+    for (role, route), code in matrix.items():
+        expected = {"anonymous": 401, "viewer": 403, "admin": 202} if "stop" in route else {"anonymous": 401}
+        wanted = expected.get(role, reads_ok if route == "GET streaming" else 200)
+        assert code == wanted, (role, route, code, wanted)
+
+    # What the API reads is what Redis holds, window by window.
+    _, answer = call(base + reads["page windows"], tokens["viewer"])
+    cells = {k.decode(): int(v) for k, v in admin_redis.hgetall(redis_layout.count_key("/home")).items()}
+    assert answer["windows"] and all(w["count"] == cells.get(w["window"], 0) for w in answer["windows"]), answer
+    assert answer["total"] > 0
+    _, window = call(base + reads["window"], tokens["viewer"])
+    assert window["total"] == int(admin_redis.hget(redis_layout.window_key(newest), "total"))
+    # Bad parameters are the caller's to fix, never a 500.
+    for path in (
+        "/pages/windows?page=/home&last=0",
+        "/pages/windows?page=/home&last=x",
+        "/pages/windows?" + urllib.parse.urlencode({"page": "/" + "x" * 600}),
+        "/pages/windows?page=/never-seen",
+        "/windows/yesterday",
+        "/top-pages?from=2025-06-10T05:04:00&to=2025-06-10T05:00:00",
+    ):
+        code, body = call(base + path, tokens["viewer"])
+        assert 400 <= code < 500 and body["detail"], (path, code, body)
+
+
 @pytest.mark.faults
 def test_faults_on_the_running_stack_lose_and_double_count_nothing(local_stack: LocalStack):
     run = FaultedStack(local_stack)

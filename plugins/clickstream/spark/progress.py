@@ -14,7 +14,7 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from clickstream.redis_layout import progress_key
 from clickstream.spark.isolation import short_error
-from clickstream.spark.metrics import StreamingMetrics
+from clickstream.spark.metrics import StreamingMetrics, offsets_behind_latest
 
 
 class RedisProgressListener(StreamingQueryListener):
@@ -49,6 +49,9 @@ class RedisProgressListener(StreamingQueryListener):
             "updated_ms": int(time.time() * 1000),
             "state": "running",
         }
+        behind = offsets_behind_latest(progress)  # records behind Kafka's end, when the source reports it
+        if behind is not None:
+            fields["offsets_behind_latest"] = int(behind)
         self.client.hset(self._key(progress.id, progress.name), mapping=fields)
         self.metrics.progress(progress.name or str(progress.id), progress)
 

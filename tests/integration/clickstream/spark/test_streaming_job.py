@@ -68,6 +68,7 @@ def test_in_order_stream_counts_equal_the_ground_truth(
     assert int(progress["batch_id"]) >= 3
     assert progress["newest_window"] == window_label(max(w for _, w in truth.window_counts))
     assert "watermark" in progress and int(progress["updated_ms"]) >= now
+    assert int(progress["offsets_behind_latest"]) >= 0  # the Kafka source's lag, for the serving API
 
 
 def test_out_of_order_stream_within_the_watermark_counts_everything(

@@ -1,0 +1,123 @@
+"""The feature-serving API, mounted by the api-server under ``/clickstream`` (``ClickstreamPlugin.fastapi_apps``).
+
+Airflow mounts a plugin's app without its own authentication, so every route here depends on the
+api-server's security dependencies: reads need read access to the ``clickstream_pipeline`` DAG, the one
+write (asking the streaming job to stop) needs edit access. The JWT comes from the ``Authorization``
+header or the UI's ``_token`` cookie, as for Airflow's own API.
+"""
+
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from clickstream import redis_layout
+from clickstream.serving.feature_store import MAX_TOP, MAX_WINDOWS, BadParameter, FeatureStore, NotFound
+
+API_PREFIX = "/api/v1"
+DAG_ID = "clickstream_pipeline"
+READER_CONN_ID = "redis_reader"  # read only: the reads can change nothing
+WRITER_CONN_ID = "redis_default"  # the stop request is a write to the control hash
+
+
+def _access(method: str) -> Callable[..., Any]:
+    """The api-server's own check of ``method`` on the pipeline DAG (401 without a valid token, 403 without
+    the right); imported late, because only an api-server has it."""
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    return requires_access_dag(method, param_dag_id=DAG_ID)  # type: ignore[arg-type]
+
+
+def _client(conn_id: str) -> Any:
+    from clickstream.hooks.redis import ClickstreamRedisHook
+
+    return ClickstreamRedisHook(redis_conn_id=conn_id).get_conn()
+
+
+def create_app(client_factory: Callable[[str], Any] = _client) -> FastAPI:
+    """The app; ``client_factory(conn_id)`` gives a Redis client for a connection id, made once per id (a
+    client holds a pool of connections, so requests do not pay for a connection or a lookup each)."""
+    clients: dict[str, Any] = {}
+
+    def client(conn_id: str) -> Any:
+        if conn_id not in clients:
+            clients[conn_id] = client_factory(conn_id)
+        return clients[conn_id]
+
+    app = FastAPI(
+        title="Clickstream feature serving",
+        version="1",
+        description="Per-page click counts in 1-minute windows, window summaries and the streaming job's state, "
+        "read from the pipeline's Redis feature store.",
+        # FastAPI's own schema and docs routes take no dependencies: the schema is served below, behind auth.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    read = [Depends(_access("GET"))]
+    edit = [Depends(_access("PUT"))]
+
+    @app.get(f"{API_PREFIX}/openapi.json", dependencies=read, include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    def store() -> FeatureStore:
+        return FeatureStore(client(READER_CONN_ID))
+
+    Store = Annotated[FeatureStore, Depends(store)]
+
+    @app.exception_handler(BadParameter)
+    async def bad_parameter(request: Request, exc: BadParameter) -> JSONResponse:
+        return JSONResponse(status_code=status.HTTP_400_BAD_REQUEST, content={"detail": str(exc)})
+
+    @app.exception_handler(RedisError)
+    async def store_unavailable(request: Request, exc: RedisError) -> JSONResponse:
+        detail = f"the feature store (connection {READER_CONN_ID!r}) did not answer: {type(exc).__name__}: {exc}"
+        return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content={"detail": detail})
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse(status_code=status.HTTP_404_NOT_FOUND, content={"detail": str(exc)})
+
+    @app.get(f"{API_PREFIX}/pages/windows", dependencies=read, summary="A page's counts in the last N windows")
+    def page_windows(
+        feature_store: Store,
+        page: Annotated[str, Query(description="the page, as counted (e.g. /products/1)")],
+        last: Annotated[int, Query(description=f"how many 1-minute windows, 1 to {MAX_WINDOWS}")] = 60,
+    ) -> dict[str, Any]:
+        return feature_store.page_windows(page, last)
+
+    @app.get(f"{API_PREFIX}/windows/{{window}}", dependencies=read, summary="A window's total, users, top pages")
+    def window(feature_store: Store, window: str) -> dict[str, Any]:
+        return feature_store.window(window)
+
+    @app.get(f"{API_PREFIX}/top-pages", dependencies=read, summary="The top pages over a range of windows")
+    def top_pages(
+        feature_store: Store,
+        start: Annotated[str, Query(alias="from", description="first window label, e.g. 2025-06-10T05:00:00")],
+        end: Annotated[str, Query(alias="to", description="last window label (included)")],
+        limit: Annotated[int, Query(description=f"1 to {MAX_TOP}")] = 10,
+    ) -> dict[str, Any]:
+        return feature_store.top_pages(start, end, limit)
+
+    @app.get(f"{API_PREFIX}/streaming", dependencies=read, summary="The streaming query's state")
+    def streaming(feature_store: Store) -> dict[str, Any]:
+        return feature_store.streaming_state()
+
+    @app.post(
+        f"{API_PREFIX}/streaming/stop",
+        dependencies=edit,
+        status_code=status.HTTP_202_ACCEPTED,
+        summary="Ask the supervised streaming job to stop cleanly",
+    )
+    def stop_streaming(reason: Annotated[str, Query(max_length=200)] = "stopped from the serving API") -> dict:
+        try:
+            redis_layout.request_stop(client(WRITER_CONN_ID), reason=reason)
+        except Exception as exc:  # the store is down or refuses: say so, never a bare 500
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"could not ask the job to stop: {exc}") from None
+        return {"requested": True, "reason": reason}
+
+    return app

@@ -1,0 +1,77 @@
+"""The serving API's reads against a real Redis, as the read-only ``reader`` user, over cells the pipeline's own
+script wrote."""
+
+from __future__ import annotations
+
+import pytest
+
+from clickstream import redis_layout
+from clickstream.schema import WINDOW_MS, window_label
+from clickstream.serving.feature_store import MAX_WINDOWS, BadParameter, FeatureStore, NotFound
+
+pytestmark = pytest.mark.integration
+
+NOW_MS = 1_796_000_000_000 - 1_796_000_000_000 % WINDOW_MS + 30_000  # half a minute into a window
+NEWEST = NOW_MS - NOW_MS % WINDOW_MS
+
+
+@pytest.fixture
+def store(redis_client, redis_server) -> FeatureStore:
+    cells = [
+        ("/home", NEWEST, 7),
+        ("/home", NEWEST - 2 * WINDOW_MS, 3),
+        ("/search", NEWEST, 5),
+        ("/search", NEWEST - WINDOW_MS, 9),
+        ("/products/1", NEWEST - WINDOW_MS, 1),
+    ]
+    redis_layout.apply_window_counts(redis_client, cells)
+    return FeatureStore(redis_server.client("reader"))
+
+
+def test_a_pages_last_windows_oldest_first_with_zero_where_it_had_none(store: FeatureStore):
+    answer = store.page_windows("/home", 3, now_ms=NOW_MS)
+    assert answer["windows"] == [
+        {"window": window_label(NEWEST - 2 * WINDOW_MS), "count": 3},
+        {"window": window_label(NEWEST - WINDOW_MS), "count": 0},
+        {"window": window_label(NEWEST), "count": 7},
+    ]
+    assert answer["total"] == 10
+
+
+def test_a_window_and_the_top_pages_over_a_range(store: FeatureStore):
+    newest = store.window(window_label(NEWEST))
+    assert newest["total"] == 12
+    assert newest["top_pages"] == [{"page": "/home", "count": 7}, {"page": "/search", "count": 5}]
+    ranked = store.top_pages(window_label(NEWEST - 2 * WINDOW_MS), window_label(NEWEST), limit=2)
+    assert ranked["top_pages"] == [{"page": "/search", "count": 14}, {"page": "/home", "count": 10}]
+    assert ranked["windows"] == 3
+
+
+@pytest.mark.parametrize(
+    ("read", "message"),
+    [
+        (lambda s: s.page_windows("", 5), "page must be 1 to 512 characters"),
+        (lambda s: s.page_windows("/" + "x" * 600, 5), "page must be 1 to 512 characters, got 601"),
+        (lambda s: s.page_windows("/home\n", 5), "control characters"),
+        (lambda s: s.page_windows("/home", 0), f"last must be between 1 and {MAX_WINDOWS}, got 0"),
+        (lambda s: s.page_windows("/home", MAX_WINDOWS + 1), "last must be between"),
+        (lambda s: s.window("2025-06-10 05:04"), "must be a window label like"),
+        (lambda s: s.window("2025-06-10T05:04:30"), "must be a window label like"),  # not a window start
+        (lambda s: s.window("2025-02-30T05:04:00"), "is not a real date and time"),
+        (lambda s: s.top_pages("2025-06-10T05:04:00", "2025-06-10T05:00:00", 5), "is before from"),
+        (lambda s: s.top_pages("2025-06-01T00:00:00", "2025-06-10T00:00:00", 5), "at most 1440"),
+        (lambda s: s.top_pages("2025-06-10T05:00:00", "2025-06-10T05:04:00", 0), "limit must be between 1 and 100"),
+    ],
+)
+def test_bad_parameters_are_refused_saying_what_is_allowed(store: FeatureStore, read, message: str):
+    with pytest.raises(BadParameter, match=message):
+        read(store)
+
+
+def test_what_does_not_exist_is_not_found(store: FeatureStore):
+    with pytest.raises(NotFound, match="no counts for page '/never'"):
+        store.page_windows("/never", 5, now_ms=NOW_MS)
+    with pytest.raises(NotFound, match="no window 2020-01-01T00:00:00"):
+        store.window("2020-01-01T00:00:00")
+    with pytest.raises(NotFound, match="has not reported yet"):
+        store.streaming_state()
