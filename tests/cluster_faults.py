@@ -78,8 +78,11 @@ def app_executors(stack: ClusterStack) -> dict[str, Any]:
 def kill_a_spark_worker_for_20s(run: FaultedStack) -> dict[str, Any]:
     """SIGKILL a worker (its executor goes with it): its tasks rerun on the other; restarted, it rejoins."""
     stack: ClusterStack = run.stack  # type: ignore[assignment]
+    # After the fault before this one, the job may still be getting its second executor back.
+    assert wait_until(lambda: app_executors(stack)["app_cores"] == 2, 120, interval=1), (
+        f"the streaming job does not run an executor on each worker: {app_executors(stack)}"
+    )
     before = app_executors(stack)
-    assert before["app_cores"] == 2, f"the streaming job did not run an executor on each worker: {before}"
     address = f"127.0.0.1:{stack.ports['worker1']}"
     run.kill_part("spark-worker-1")  # the worker's JVM; the executor it launched notices and exits
 

@@ -55,8 +55,10 @@ def cluster_stack(request: pytest.FixtureRequest) -> Iterator[ClusterStack]:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy(log, target)
             print(f"the cluster's logs are kept in {kept}")
-        running.down_and_check()
-        shutil.rmtree(running.root, ignore_errors=True)
+        try:
+            running.down_and_check()
+        finally:  # the state folder holds the stack's passwords: never left behind
+            shutil.rmtree(running.root, ignore_errors=True)
 
 
 def test_up_reports_every_node_the_quorum_and_the_workers(cluster_stack: ClusterStack):

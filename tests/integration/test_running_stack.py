@@ -62,8 +62,10 @@ def local_stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
             kept = REPO / ".state" / "stack-test-logs"
             running.keep_logs(kept)
             print(f"the stack's logs are kept in {kept}")
-        running.down_and_check()
-        shutil.rmtree(running.root, ignore_errors=True)
+        try:
+            running.down_and_check()
+        finally:  # the state folder holds the stack's passwords: never left behind
+            shutil.rmtree(running.root, ignore_errors=True)
 
 
 DASHBOARD = REPO / "include/monitoring/grafana/dashboards/clickstream.json"

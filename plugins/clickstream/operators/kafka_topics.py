@@ -78,7 +78,12 @@ class CreateClickstreamTopicsOperator(BaseOperator):
         """The topics to ensure; ``replication_factor`` and ``min_insync_replicas`` apply where not given."""
         try:
             replicas = int(self.replication_factor if self.replication_factor is not None else replication_factor)
-            in_sync = int(self.min_insync_replicas if self.min_insync_replicas is not None else min_insync_replicas)
+            in_sync = (
+                int(self.min_insync_replicas)
+                if self.min_insync_replicas is not None
+                # The brokers' default, but never more than this topic's replicas (RF 1 asked on a cluster).
+                else min(int(min_insync_replicas), replicas)
+            )
             if not 1 <= in_sync <= replicas:
                 raise ValueError(
                     f"min_insync_replicas must be between 1 and the replication factor {replicas}, got {in_sync}"

@@ -6,7 +6,9 @@ write (asking the streaming job to stop) needs edit access. The JWT comes from t
 header or the UI's ``_token`` cookie, as for Airflow's own API.
 """
 
-
+# No `from __future__ import annotations`: FastAPI must resolve the routes' annotations, and some name
+# types local to create_app(), which a string annotation cannot reach.
+import threading
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -23,29 +25,46 @@ READER_CONN_ID = "redis_reader"  # read only: the reads can change nothing
 WRITER_CONN_ID = "redis_default"  # the stop request is a write to the control hash
 
 
+REDIS_TIMEOUT_S = 2.0  # a Redis that hangs gets a 503 within this, never a request thread held for good
+
+
 def _access(method: str) -> Callable[..., Any]:
-    """The api-server's own check of ``method`` on the pipeline DAG (401 without a valid token, 403 without
-    the right); imported late, because only an api-server has it."""
+    """The api-server's own check of ``method`` on the pipeline DAG: 401 without a valid token, 403 without
+    the right. (Imported when the app is built, which is wherever the plugin loads; it only runs in the
+    api-server.)"""
     from airflow.api_fastapi.core_api.security import requires_access_dag
 
     return requires_access_dag(method, param_dag_id=DAG_ID)  # type: ignore[arg-type]
 
 
 def _client(conn_id: str) -> Any:
-    from clickstream.hooks.redis import ClickstreamRedisHook
+    """A client for connection ``conn_id`` whose commands time out, after one PING that checks its login."""
+    import redis
 
-    return ClickstreamRedisHook(redis_conn_id=conn_id).get_conn()
+    from clickstream.hooks.redis import ClickstreamRedisHook, redis_url
+
+    ClickstreamRedisHook(redis_conn_id=conn_id).get_conn()  # a wrong user or password fails here, saying so
+    conn = ClickstreamRedisHook.get_connection(conn_id)
+    return redis.Redis.from_url(redis_url(conn), socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
 
 
 def create_app(client_factory: Callable[[str], Any] = _client) -> FastAPI:
     """The app; ``client_factory(conn_id)`` gives a Redis client for a connection id, made once per id (a
     client holds a pool of connections, so requests do not pay for a connection or a lookup each)."""
     clients: dict[str, Any] = {}
+    lock = threading.Lock()  # routes run in a thread pool: two first requests must not both build a client
 
     def client(conn_id: str) -> Any:
-        if conn_id not in clients:
-            clients[conn_id] = client_factory(conn_id)
-        return clients[conn_id]
+        with lock:
+            if conn_id not in clients:
+                try:
+                    clients[conn_id] = client_factory(conn_id)
+                except Exception as exc:  # a missing connection, a refused login: the store is unusable, say why
+                    raise HTTPException(
+                        status.HTTP_503_SERVICE_UNAVAILABLE,
+                        f"the feature store is not reachable through {conn_id!r}: {exc}",
+                    ) from None
+            return clients[conn_id]
 
     app = FastAPI(
         title="Clickstream feature serving",
@@ -61,8 +80,11 @@ def create_app(client_factory: Callable[[str], Any] = _client) -> FastAPI:
     edit = [Depends(_access("PUT"))]
 
     @app.get(f"{API_PREFIX}/openapi.json", dependencies=read, include_in_schema=False)
-    def openapi() -> dict[str, Any]:
-        return app.openapi()
+    def openapi(request: Request) -> dict[str, Any]:
+        # Mounted under a prefix: the schema names it as its server, so generated clients call the right URLs.
+        schema = dict(app.openapi())
+        schema["servers"] = [{"url": request.scope.get("root_path") or "/"}]
+        return schema
 
     def store() -> FeatureStore:
         return FeatureStore(client(READER_CONN_ID))
@@ -114,8 +136,9 @@ def create_app(client_factory: Callable[[str], Any] = _client) -> FastAPI:
         summary="Ask the supervised streaming job to stop cleanly",
     )
     def stop_streaming(reason: Annotated[str, Query(max_length=200)] = "stopped from the serving API") -> dict:
+        writer = client(WRITER_CONN_ID)
         try:
-            redis_layout.request_stop(client(WRITER_CONN_ID), reason=reason)
+            redis_layout.request_stop(writer, reason=reason)
         except Exception as exc:  # the store is down or refuses: say so, never a bare 500
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"could not ask the job to stop: {exc}") from None
         return {"requested": True, "reason": reason}

@@ -50,6 +50,9 @@ def test_more_in_sync_replicas_than_replicas_is_refused_before_kafka_is_asked():
     op = CreateClickstreamTopicsOperator(task_id="c", replication_factor=1, min_insync_replicas=2, **ADMIN)
     with pytest.raises(AirflowFailException, match="min_insync_replicas must be between 1 and the replication factor"):
         op.specs()
+    # Only a replication factor given, on brokers whose min.insync.replicas is higher: capped at the replicas.
+    single = CreateClickstreamTopicsOperator(task_id="c", replication_factor=1, **ADMIN).specs(3, 2)
+    assert {(spec.replication_factor, spec.configs["min.insync.replicas"]) for spec in single} == {(1, "1")}
 
 
 def test_a_mismatch_fails_saying_what_differs_and_changes_nothing(airflow_env):
