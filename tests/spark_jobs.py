@@ -61,6 +61,20 @@ def redis_counts(client) -> dict[tuple[str, int], int]:
     return {(page, label_start_ms(label)): n for (page, label), n in all_counts(client).items()}
 
 
+def redis_dead_letter_windows(client) -> list[str]:
+    """The windows with dead letters, oldest first."""
+    return [label.decode() for label in client.zrange(redis_layout.DEAD_WINDOWS_KEY, 0, -1)]
+
+
+def redis_dead_letters(client) -> dict[str, int]:
+    """Dead letters by reason over every window Redis holds them for."""
+    totals: dict[str, int] = {}
+    for label in redis_dead_letter_windows(client):
+        for reason, n in client.hgetall(redis_layout.dead_key(label)).items():
+            totals[reason.decode()] = totals.get(reason.decode(), 0) + int(n)
+    return totals
+
+
 def dense_hyperloglog(client, *ids: str) -> bytes:
     """``ids`` in a HyperLogLog in Redis's dense encoding, built by Redis itself (PFADD, PFDEBUG TODENSE)."""
     client.pfadd("test:dense-users", *ids)

@@ -176,9 +176,7 @@ class FaultedStack:
             self.most_drivers = max(self.most_drivers, len(self.drivers()))
             time.sleep(0.3)
 
-    def inject(
-        self, name: str, duration_s: float, fault: Callable[[FaultedStack], dict | None], seed: int
-    ) -> None:
+    def inject(self, name: str, duration_s: float, fault: Callable[[FaultedStack], dict | None], seed: int) -> None:
         """``fault`` while the producer sends for ``duration_s``; then Redis must equal the ground truth."""
         producer = Producer(self.env, duration_s, seed, self.stack.root / f"producer-{seed}.log")
         producer.wait_delivering()  # mid-stream

@@ -13,7 +13,12 @@ Around it, for dashboards and supervisors (all under ``clickstream:``):
 - ``clickstream:window:<label>:users``: HyperLogLog of the window's users;
 - ``clickstream:windows``: sorted set label -> window start (ms), for retention;
 - ``clickstream:pages``: set of pages seen, for retention;
+- ``clickstream:dead:<label>``: hash reason -> records dead-lettered in that window (the minute they reached
+  Kafka: an invalid record may have no event time of its own), and ``clickstream:dead:windows``, a sorted
+  set label -> window start (ms), for reading and retention;
 - ``clickstream:progress:<query>``: hash with the streaming query's latest progress;
+- ``clickstream:supervisor:streaming``: hash with the supervising task's restarts of the job (``restarts``,
+  ``last_restart_ms``, ``last_restart_reason``, ``run_id``), reset when a task launches it afresh;
 - ``clickstream:commit:<query id>``: hash with the last micro-batch applied and the watermark after it;
 - ``clickstream:control:streaming``: hash a user sets to ask the supervised streaming job to stop.
 
@@ -58,6 +63,32 @@ def window_users_key(label: str) -> str:
 
 def progress_key(query: str) -> str:
     return f"{PREFIX}progress:{query}"
+
+
+SUPERVISOR_KEY = f"{PREFIX}supervisor:streaming"
+MAX_REASON_CHARS = 500
+
+
+def record_launch(client: Any, run_id: str) -> None:
+    """A task launched the streaming job afresh: no restarts yet."""
+    client.delete(SUPERVISOR_KEY)
+    client.hset(SUPERVISOR_KEY, mapping={"restarts": 0, "run_id": run_id, "launched_ms": int(time.time() * 1000)})
+
+
+def record_restart(client: Any, reason: str) -> None:
+    """The supervising task restarted the job: one more restart, and why (shortened)."""
+    client.hincrby(SUPERVISOR_KEY, "restarts", 1)
+    client.hset(
+        SUPERVISOR_KEY,
+        mapping={"last_restart_ms": int(time.time() * 1000), "last_restart_reason": reason[:MAX_REASON_CHARS]},
+    )
+
+
+DEAD_WINDOWS_KEY = f"{PREFIX}dead:windows"
+
+
+def dead_key(label: str) -> str:
+    return f"{PREFIX}dead:{label}"
 
 
 # The streaming application's query, by the name its progress is stored under.
@@ -128,9 +159,12 @@ end
 # applied and the watermark after it, and a batch id at or below it changes nothing. A batch also applies
 # only on top of the commit its caller saw (ARGV[6]: that batch id, '' for none, '*' for any): Redis may
 # have come back older between the caller's read and this write, and then nothing is written.
+# The batch's dead letters per (window, reason) are added under the same fence, and their windows kept for
+# as long as the counts' (retention by the newest dead-letter window).
 # ARGV: commit_key, batch_id, watermark_ms, top_n, retention_ms, expected last batch id, cell count,
-#       then (page, label, window_start_ms, views) per cell, then (label, window_start_ms, users as a dense
-#       HyperLogLog) per window, merged into the window's with PFMERGE.
+#       dead-letter entry count, then (page, label, window_start_ms, views) per cell, then (label,
+#       window_start_ms, reason, records) per dead-letter entry, then (label, window_start_ms, users as a
+#       dense HyperLogLog) per window, merged into the window's with PFMERGE.
 # Returns {1, windows removed} when applied, {0, 0} when already applied, {-1, last batch id or -1} when the
 # commit is not the one expected.
 APPLY_BATCH_LUA = """
@@ -141,7 +175,7 @@ if ARGV[6] ~= '*' and (last or '') ~= ARGV[6] then return {-1, last and tonumber
 local top_n = tonumber(ARGV[4])
 local retention = tonumber(ARGV[5])
 local touched = {}
-local i = 8
+local i = 9
 for _ = 1, tonumber(ARGV[7]) do
   local page, label, start = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local count = redis.call('HINCRBY', 'click_count:' .. page, label, ARGV[i + 3])
@@ -150,6 +184,20 @@ for _ = 1, tonumber(ARGV[7]) do
   redis.call('ZADD', 'clickstream:window:' .. label .. ':pages', count, page)
   touched[label] = true
   i = i + 4
+end
+for _ = 1, tonumber(ARGV[8]) do
+  redis.call('HINCRBY', 'clickstream:dead:' .. ARGV[i], ARGV[i + 2], ARGV[i + 3])
+  redis.call('ZADD', 'clickstream:dead:windows', ARGV[i + 1], ARGV[i])
+  i = i + 4
+end
+local dead_newest = redis.call('ZREVRANGE', 'clickstream:dead:windows', 0, 0, 'WITHSCORES')
+if retention > 0 and #dead_newest > 0 then
+  local cutoff = tonumber(dead_newest[2]) - retention
+  local old = redis.call('ZRANGEBYSCORE', 'clickstream:dead:windows', '-inf', '(' .. cutoff)
+  for _, label in ipairs(old) do
+    redis.call('DEL', 'clickstream:dead:' .. label)
+    redis.call('ZREM', 'clickstream:dead:windows', label)
+  end
 end
 while i <= #ARGV do
   local label, start = ARGV[i], ARGV[i + 1]
@@ -216,8 +264,10 @@ def apply_batch(
     users_by_window: dict[int, bytes],
     retention_ms: int | None = None,
     after: int | object | None = ANY_COMMIT,
+    dead_letters: dict[int, dict[str, int]] | None = None,
 ) -> tuple[bool, int]:
-    """Add one micro-batch's ``(page, window_start_ms, views)`` and users, at most once per ``batch_id``.
+    """Add one micro-batch's ``(page, window_start_ms, views)``, users and dead letters (``{window_start_ms:
+    {reason: records}}``), at most once per ``batch_id``.
 
     One atomic script: when the commit hash ``key`` already holds this batch id or a later one (Spark
     replays a batch after a crash), nothing changes. Otherwise the counts rise by the batch's views, each
@@ -233,7 +283,12 @@ def apply_batch(
     for page, start_ms, n in views:
         cells += [page, window_label(start_ms), start_ms, n]
     expected = "*" if after is ANY_COMMIT else "" if after is None else str(after)
-    argv: list[Any] = [key, batch_id, watermark_ms, TOP_PAGES, retention_ms or 0, expected, len(cells) // 4, *cells]
+    dead: list[Any] = []
+    for start_ms, reasons in (dead_letters or {}).items():
+        for reason, n in reasons.items():
+            dead += [window_label(start_ms), start_ms, reason, n]
+    argv: list[Any] = [key, batch_id, watermark_ms, TOP_PAGES, retention_ms or 0, expected, len(cells) // 4]
+    argv += [len(dead) // 4, *cells, *dead]
     for start_ms, users in users_by_window.items():
         argv += [window_label(start_ms), start_ms, users]
     applied, detail = client.eval(APPLY_BATCH_LUA, 0, *argv)

@@ -12,6 +12,7 @@ from airflow.sdk import conf as airflow_conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.sdk.observability.stats import Stats
 
+from clickstream import redis_layout
 from clickstream.defaults import DRIVER_MEMORY, RETENTION_MINUTES, SPARK_CONF, WATERMARK
 from clickstream.hooks.kafka_topics import KafkaTopicsHook
 from clickstream.hooks.redis import ClickstreamRedisHook
@@ -260,7 +261,17 @@ class ClickstreamStreamingOperator(BaseOperator):
         if self.dead_letter_topic:
             needs[self.dead_letter_topic] = ("WRITE",)
         KafkaTopicsHook(self.kafka_config_id).require_access(needs)  # before Spark, which would only retry
-        self._defer(self.launch(context, 0), restarts=0)
+        handle = self.launch(context, 0)
+        self._record(redis_layout.record_launch, str(context.get("run_id", "manual")))
+        self._defer(handle, restarts=0)
+
+    def _record(self, write: Any, *args: Any) -> None:
+        """The job's launches and restarts in Redis, for the serving API; a Redis fault here is only logged:
+        it must not fail the job it describes."""
+        try:
+            write(ClickstreamRedisHook(redis_conn_id=self.redis_conn_id).get_conn(), *args)
+        except Exception as exc:
+            self.log.warning("Could not record the streaming job's launch or restart in Redis: %s", exc)
 
     # ------------------------------------------------------------------ resuming
 
@@ -303,6 +314,7 @@ class ClickstreamStreamingOperator(BaseOperator):
                 f"{where}: {why}"
             )
         Stats.incr("clickstream.streaming.restarts")
+        self._record(redis_layout.record_restart, f"{status}{where}: {event.get('error') or event.get('reason')}")
         self.log.warning(
             "Restarting the streaming job from its checkpoint (restart %d)%s: %s", restarts + 1, where, why
         )

@@ -17,7 +17,9 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from clickstream import redis_layout
+from clickstream.serving import pipeline_runs
 from clickstream.serving.feature_store import MAX_TOP, MAX_WINDOWS, BadParameter, FeatureStore, NotFound
+from clickstream.serving.pipeline_runs import MAX_RUNS, recent_runs
 
 API_PREFIX = "/api/v1"
 DAG_ID = "clickstream_pipeline"
@@ -76,6 +78,8 @@ def create_app(client_factory: Callable[[str], Any] = _client) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    from airflow.api_fastapi.common.db.common import SessionDep  # the api-server's own database session
+
     read = [Depends(_access("GET"))]
     edit = [Depends(_access("PUT"))]
 
@@ -128,6 +132,35 @@ def create_app(client_factory: Callable[[str], Any] = _client) -> FastAPI:
     @app.get(f"{API_PREFIX}/streaming", dependencies=read, summary="The streaming query's state")
     def streaming(feature_store: Store) -> dict[str, Any]:
         return feature_store.streaming_state()
+
+    @app.get(f"{API_PREFIX}/dead-letters", dependencies=read, summary="Dead letters by reason per window")
+    def dead_letters(
+        feature_store: Store,
+        last: Annotated[
+            int, Query(description=f"how many of the newest windows with dead letters, 1 to {MAX_WINDOWS}")
+        ] = 60,
+    ) -> dict[str, Any]:
+        return feature_store.dead_letters(last)
+
+    @app.get(f"{API_PREFIX}/dashboard", dependencies=read, summary="Everything the Clickstream view shows")
+    def dashboard(
+        feature_store: Store,
+        windows: Annotated[int, Query(description=f"how many of the newest windows, 1 to {MAX_WINDOWS}")] = 30,
+        top: Annotated[int, Query(description=f"how many top pages, 1 to {MAX_TOP}")] = 10,
+    ) -> dict[str, Any]:
+        return feature_store.dashboard(windows, top)
+
+    @app.get(f"{API_PREFIX}/runs", dependencies=read, summary="The pipeline's newest runs and their state")
+    def runs(session: SessionDep, limit: Annotated[int, Query(description=f"1 to {MAX_RUNS}")] = 10) -> dict:
+        return {"dag_id": DAG_ID, "runs": recent_runs(session, DAG_ID, limit)}
+
+    @app.get(
+        f"{API_PREFIX}/runs/{{run_id}}/report",
+        dependencies=read,
+        summary="A run's events sent per page beside Redis's counts, and the reconciler's report",
+    )
+    def run_report(session: SessionDep, feature_store: Store, run_id: str) -> dict[str, Any]:
+        return pipeline_runs.run_report(session, feature_store.client, DAG_ID, run_id)
 
     @app.post(
         f"{API_PREFIX}/streaming/stop",

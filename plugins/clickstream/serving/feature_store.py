@@ -109,26 +109,115 @@ class FeatureStore:
 
     def streaming_state(self, query: str = redis_layout.COUNTS_QUERY, now_ms: int | None = None) -> dict[str, Any]:
         """The streaming query's latest progress as its listener and sink wrote it: state, rates, watermark,
-        newest window, records behind Kafka's end, and the last batch's age."""
-        progress = {_text(k): _text(v) for k, v in self.client.hgetall(redis_layout.progress_key(query)).items()}
-        if not progress:
+        newest window, records behind Kafka's end, the last batch's age, and its supervisor's restarts."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(redis_layout.progress_key(query))
+        pipe.hgetall(redis_layout.SUPERVISOR_KEY)
+        progress, supervisor = pipe.execute()
+        state = _streaming_state(query, _texts(progress), _texts(supervisor), now_ms)
+        if state is None:
             raise NotFound(f"the streaming query {query!r} has not reported yet")
+        return state
+
+    def dead_letters(self, last: int) -> dict[str, Any]:
+        """Dead letters by reason in the ``last`` windows that had any (the minute they reached Kafka)."""
+        check_count(last, "last", MAX_WINDOWS)
+        labels = [_text(label) for label in self.client.zrevrange(redis_layout.DEAD_WINDOWS_KEY, 0, last - 1)][::-1]
+        pipe = self.client.pipeline(transaction=False)
+        for label in labels:
+            pipe.hgetall(redis_layout.dead_key(label))
+        return _dead_letters(labels, pipe.execute() if labels else [])
+
+    def dashboard(self, windows: int, top: int = 10, now_ms: int | None = None) -> dict[str, Any]:
+        """What the Airflow UI's Clickstream view shows, in three round trips: the newest ``windows`` windows
+        held (totals, users), the top pages over them with their counts per window, dead letters by reason
+        over as many dead-letter windows, and the streaming state (None before it reports)."""
+        check_count(windows, "windows", MAX_WINDOWS)
+        check_count(top, "top", MAX_TOP)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrevrange(redis_layout.WINDOWS_KEY, 0, windows - 1)
+        pipe.zrevrange(redis_layout.DEAD_WINDOWS_KEY, 0, windows - 1)
+        pipe.hgetall(redis_layout.progress_key(redis_layout.COUNTS_QUERY))
+        pipe.hgetall(redis_layout.SUPERVISOR_KEY)
+        newest, newest_dead, progress, supervisor = pipe.execute()
+        labels = [_text(label) for label in newest][::-1]
+        dead_labels = [_text(label) for label in newest_dead][::-1]
+        pipe = self.client.pipeline(transaction=False)
+        for label in labels:
+            pipe.hgetall(redis_layout.window_key(label))
+        for label in dead_labels:
+            pipe.hgetall(redis_layout.dead_key(label))
+        if labels:
+            pipe.zunion([redis_layout.window_pages_key(label) for label in labels], withscores=True)
+        answers = pipe.execute()
+        summaries, dead = answers[: len(labels)], answers[len(labels) : len(labels) + len(dead_labels)]
+        ranked = sorted(answers[-1], key=lambda item: (-item[1], _text(item[0])))[:top] if labels else []
+        top_pages = [{"page": _text(page), "count": int(count)} for page, count in ranked]
+        series: dict[str, list[int]] = {}
+        if top_pages:
+            pipe = self.client.pipeline(transaction=False)
+            for label in labels:
+                pipe.zmscore(redis_layout.window_pages_key(label), [p["page"] for p in top_pages])
+            per_window = pipe.execute()
+            for i, entry in enumerate(top_pages):
+                series[entry["page"]] = [int(scores[i] or 0) for scores in per_window]
+        letters = _dead_letters(dead_labels, dead)
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        updated = int(progress.get("updated_ms") or progress.get("started_ms") or 0)
-
-        def number(name: str) -> float | None:
-            value = progress.get(name)
-            return float(value) if value not in (None, "") else None
-
         return {
-            "query": query,
-            "state": progress.get("state", "unknown"),
-            "batch_id": int(progress["batch_id"]) if progress.get("batch_id") else None,
-            "input_rows_per_s": number("input_rows_per_s"),
-            "processed_rows_per_s": number("processed_rows_per_s"),
-            "last_batch_age_s": round((now_ms - updated) / 1000, 1) if updated else None,
-            "watermark": progress.get("watermark"),
-            "newest_window": progress.get("newest_window"),
-            "offsets_behind_latest": number("offsets_behind_latest"),
-            "error": progress.get("error"),
+            "windows": [
+                {
+                    "window": label,
+                    "total": int(_texts(summary).get("total", 0)),
+                    "unique_users": int(_texts(summary).get("unique_users", 0)),
+                }
+                for label, summary in zip(labels, summaries, strict=True)
+            ],
+            "top_pages": top_pages,
+            "series": series,
+            "dead_letters": letters["windows"],
+            "dead_letter_totals": letters["totals"],
+            "streaming": _streaming_state(redis_layout.COUNTS_QUERY, _texts(progress), _texts(supervisor), now_ms),
+            "generated_ms": now_ms,
         }
+
+
+def _texts(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _dead_letters(labels: list[str], hashes: list[dict[Any, Any]]) -> dict[str, Any]:
+    windows, totals = [], {}
+    for label, raw in zip(labels, hashes, strict=True):
+        reasons = {reason: int(n) for reason, n in sorted(_texts(raw).items())}
+        for reason, n in reasons.items():
+            totals[reason] = totals.get(reason, 0) + n
+        windows.append({"window": label, "reasons": reasons, "total": sum(reasons.values())})
+    return {"windows": windows, "totals": dict(sorted(totals.items()))}
+
+
+def _streaming_state(
+    query: str, progress: dict[str, str], supervisor: dict[str, str], now_ms: int | None
+) -> dict[str, Any] | None:
+    if not progress:
+        return None
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    updated = int(progress.get("updated_ms") or progress.get("started_ms") or 0)
+
+    def number(name: str) -> float | None:
+        value = progress.get(name)
+        return float(value) if value not in (None, "") else None
+
+    return {
+        "query": query,
+        "state": progress.get("state", "unknown"),
+        "batch_id": int(progress["batch_id"]) if progress.get("batch_id") else None,
+        "input_rows_per_s": number("input_rows_per_s"),
+        "processed_rows_per_s": number("processed_rows_per_s"),
+        "last_batch_age_s": round((now_ms - updated) / 1000, 1) if updated else None,
+        "watermark": progress.get("watermark"),
+        "newest_window": progress.get("newest_window"),
+        "offsets_behind_latest": number("offsets_behind_latest"),
+        "restarts": int(supervisor.get("restarts") or 0),
+        "last_restart_reason": supervisor.get("last_restart_reason"),
+        "error": progress.get("error"),
+    }

@@ -41,7 +41,14 @@ from clickstream.spark.isolation import (
     short_error,
 )
 from clickstream.spark.metrics import StreamingMetrics
-from clickstream.spark.transforms import batch_summary, compact, dead_letters, invalid_events, parse_events
+from clickstream.spark.transforms import (
+    arrival_window,
+    batch_summary,
+    compact,
+    dead_letters,
+    invalid_events,
+    parse_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -246,11 +253,14 @@ class PageViewsSink(_RedisSink):
         poison = any_of(OffsetRange(f.topic, f.partition, f.offset, f.offset) for f in failing)
         records = compact(self.prepare(raw.where(~poison)))
         summary = batch_summary(records)  # fails loudly if the rest still cannot be tallied
-        self._send_failing_records(raw.where(poison), failing)
+        arrivals = self._send_failing_records(raw.where(poison), failing)
         summary["records"] += len(failing)
         invalid = summary["invalid"]
         reason = RejectReason.PROCESSING_ERROR.value
         invalid[reason] = invalid.get(reason, 0) + len(failing)
+        summary.setdefault("invalid_windows", []).extend(
+            {"start_ms": start, "reasons": {reason: 1}} for start in arrivals if start is not None
+        )
         self.metrics.incr(self.query_name, "isolated_records", len(failing))
         log.warning(
             "batch %d: %d record(s) dead-lettered as processing_error, the rest counted: %s",
@@ -260,13 +270,16 @@ class PageViewsSink(_RedisSink):
         )
         return records, summary
 
-    def _send_failing_records(self, poison: DataFrame, failing: list[FailingRecord]) -> None:
-        """Their original key and bytes (raw records: nothing else is evaluated on them), with the error."""
+    def _send_failing_records(self, poison: DataFrame, failing: list[FailingRecord]) -> list[int | None]:
+        """Their original key and bytes (raw records: nothing else is evaluated on them), with the error.
+        Returns the window each reached Kafka in, as its dead letter is counted."""
         errors = {(f.topic, f.partition, f.offset): f.error for f in failing}
+        arrival = arrival_window() if "timestamp" in poison.columns else F.lit(None).cast("bigint")
+        rows = poison.select("key", "value", "topic", "partition", "offset", arrival.alias("arrival")).collect()
         letters = [
             (r.key, r.value, RejectReason.PROCESSING_ERROR.value, errors[(r.topic, r.partition, r.offset)],
              r.topic, r.partition, r.offset)
-            for r in poison.select("key", "value", "topic", "partition", "offset").collect()
+            for r in rows
         ]  # fmt: skip
         frame = poison.sparkSession.createDataFrame(
             letters,
@@ -274,6 +287,7 @@ class PageViewsSink(_RedisSink):
             " offset long",
         )
         self._send_dead_letters(frame)
+        return [r.arrival for r in rows]
 
     def _send_dead_letters(self, invalid: DataFrame) -> None:
         (
@@ -295,7 +309,15 @@ class PageViewsSink(_RedisSink):
         views = [(page, start, n) for (page, start), n in figures.views.items()]
         with self.metrics.timed(self.query_name, "redis_write"):
             applied, expired = apply_batch(
-                self.client, key, batch_id, watermark_ms, views, figures.users, self.retention_ms, after=after
+                self.client,
+                key,
+                batch_id,
+                watermark_ms,
+                views,
+                figures.users,
+                self.retention_ms,
+                after=after,
+                dead_letters=figures.dead_by_window,
             )
         self._report_event_time(watermark_ms, figures.newest_ms)
         self.metrics.incr(self.query_name, "dead_letters", figures.dead)
@@ -351,6 +373,7 @@ class BatchFigures:
     views: dict[tuple[str, int], int] = field(default_factory=dict)
     users: dict[int, bytes] = field(default_factory=dict)
     dead: int = 0
+    dead_by_window: dict[int, dict[str, int]] = field(default_factory=dict)
     late: int = 0
     newest_ms: int | None = None
 
@@ -360,6 +383,10 @@ class BatchFigures:
         figures = cls(
             watermark_ms, summary["records"], dead=sum(summary["invalid"].values()), newest_ms=summary["newest_ms"]
         )
+        for window in summary.get("invalid_windows", ()):
+            reasons = figures.dead_by_window.setdefault(window["start_ms"], {})
+            for reason, n in window["reasons"].items():
+                reasons[reason] = reasons.get(reason, 0) + n
         for window in summary["windows"]:
             start = window["start_ms"]
             if start + WINDOW_MS > watermark_ms:

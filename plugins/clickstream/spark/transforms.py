@@ -289,23 +289,38 @@ def invalid_events(parsed: DataFrame) -> DataFrame:
 def compact(parsed: DataFrame) -> DataFrame:
     """Only what a micro-batch's sink reads, so caching a batch stays small.
 
-    A valid record keeps its page, window start, time and user; an invalid one its reason and what its
-    dead letter carries (original key and bytes, source topic, partition and offset).
+    A valid record keeps its page, window start, time and user; an invalid one its reason, the window it
+    reached Kafka in (:func:`arrival_window`) and what its dead letter carries (original key and bytes,
+    source topic, partition and offset).
     """
-    return parsed.select("reject_reason", *_per_jvm(parsed.sparkSession, "compact", _compact_columns))
+    if "timestamp" in parsed.columns:
+        columns = _per_jvm(parsed.sparkSession, "compact", lambda: _compact_columns(arrival_window()))
+    else:  # records that did not come from Kafka: invalid ones have no window
+        columns = _per_jvm(parsed.sparkSession, "compact_without_arrival", lambda: _compact_columns(F.lit(None)))
+    return parsed.select("reject_reason", *columns)
 
 
-def _compact_columns() -> tuple[Column, ...]:
+LATEST_LABELLED_MS = 253_402_300_800_000 - WINDOW_MS  # the last window with a 4-digit year (9999-12-31T23:59)
+
+
+def arrival_window() -> Column:
+    """The 1-minute window a record reached Kafka in (its Kafka timestamp), null outside years 1970-9999.
+
+    An invalid record may have no event time of its own: its dead letter is counted in this window.
+    No arithmetic can overflow: ``unix_millis`` divides, and the range is checked before subtracting.
+    """
+    arrival = F.unix_millis(F.col("timestamp"))
+    in_range = arrival.between(F.lit(0), F.lit(LATEST_LABELLED_MS))
+    return F.when(in_range, arrival - F.pmod(arrival, F.lit(WINDOW_MS)))
+
+
+def _compact_columns(invalid_window: Column) -> tuple[Column, ...]:
     valid = F.col("reject_reason").isNull()
-    kept = {
-        "page": F.col("page"),
-        "window_start_ms": window_start(),
-        "ts_ms": F.col("ts_ms"),
-        "user_id": F.col("user_id"),
-    }
     dead = ("key", "value", "reject_detail", "topic", "partition", "offset")
     return (
-        *(F.when(valid, col).alias(name) for name, col in kept.items()),
+        F.when(valid, F.col("page")).alias("page"),
+        F.when(valid, window_start()).otherwise(invalid_window).alias("window_start_ms"),
+        *(F.when(valid, F.col(name)).alias(name) for name in ("ts_ms", "user_id")),
         *(F.when(~valid, F.col(name)).alias(name) for name in dead),
     )
 

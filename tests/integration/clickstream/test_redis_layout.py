@@ -92,3 +92,29 @@ def test_a_batch_applies_only_on_top_of_the_commit_its_writer_read(redis_client)
     # A replay is still recognised first: at or below the commit, nothing happens and nothing is raised.
     redis_layout.apply_batch(redis_client, KEY, 5, 0, [], {}, after=None)
     assert redis_layout.apply_batch(redis_client, KEY, 5, 0, [("/home", W0, 9)], {}, after=4) == (False, 0)
+
+
+def dead(client) -> dict[str, dict[str, int]]:
+    labels = [label.decode() for label in client.zrange(redis_layout.DEAD_WINDOWS_KEY, 0, -1)]
+    return {
+        label: {k.decode(): int(v) for k, v in client.hgetall(redis_layout.dead_key(label)).items()} for label in labels
+    }
+
+
+def test_dead_letters_per_window_and_reason_count_once_under_the_batch_fence(redis_client):
+    letters = {W0: {"bad_json": 2, "bad_timestamp": 1}, W1: {"bad_json": 1}}
+    redis_layout.apply_batch(redis_client, KEY, 0, 0, [("/home", W0, 1)], {}, dead_letters=letters)
+    redis_layout.apply_batch(redis_client, KEY, 0, 0, [("/home", W0, 1)], {}, dead_letters=letters)  # replayed
+    redis_layout.apply_batch(redis_client, KEY, 1, 0, [], {}, dead_letters={W1: {"bad_json": 4}})
+    assert dead(redis_client) == {
+        window_label(W0): {"bad_json": 2, "bad_timestamp": 1},
+        window_label(W1): {"bad_json": 5},
+    }
+
+
+def test_dead_letter_windows_past_retention_are_removed(redis_client):
+    redis_layout.apply_batch(redis_client, KEY, 0, 0, [], {}, retention_ms=60_000, dead_letters={W0: {"bad_json": 1}})
+    redis_layout.apply_batch(
+        redis_client, KEY, 1, 0, [], {}, retention_ms=60_000, dead_letters={W1 + 60_000: {"too_large": 1}}
+    )
+    assert dead(redis_client) == {window_label(W1 + 60_000): {"too_large": 1}}

@@ -14,6 +14,10 @@ def test_every_route_takes_only_its_own_parameters_and_needs_a_login():
         ("GET", f"{API_PREFIX}/windows/{{window}}"),
         ("GET", f"{API_PREFIX}/top-pages"),
         ("GET", f"{API_PREFIX}/streaming"),
+        ("GET", f"{API_PREFIX}/dead-letters"),
+        ("GET", f"{API_PREFIX}/dashboard"),
+        ("GET", f"{API_PREFIX}/runs"),
+        ("GET", f"{API_PREFIX}/runs/{{run_id}}/report"),
         ("POST", f"{API_PREFIX}/streaming/stop"),
     }
 
@@ -26,3 +30,7 @@ def test_every_route_takes_only_its_own_parameters_and_needs_a_login():
     assert parameters("get", f"{API_PREFIX}/windows/{{window}}") == {"window"}
     assert parameters("get", f"{API_PREFIX}/streaming") == set()
     assert parameters("post", f"{API_PREFIX}/streaming/stop") == {"reason"}
+    assert parameters("get", f"{API_PREFIX}/dead-letters") == {"last"}
+    assert parameters("get", f"{API_PREFIX}/dashboard") == {"windows", "top"}
+    assert parameters("get", f"{API_PREFIX}/runs") == {"limit"}  # the database session is a dependency
+    assert parameters("get", f"{API_PREFIX}/runs/{{run_id}}/report") == {"run_id"}

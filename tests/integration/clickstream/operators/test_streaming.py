@@ -154,6 +154,10 @@ def test_a_job_that_keeps_failing_fails_the_task_with_its_own_error(
     with pytest.raises(TaskDeferred) as second:
         op.execute_complete(context, died, **first.value.kwargs)
     operators.handles.append(handle_of(second.value))
+    # The restart is in Redis, for the serving API and the Airflow UI's view.
+    supervisor = {k.decode(): v.decode() for k, v in redis_client.hgetall(redis_layout.SUPERVISOR_KEY).items()}
+    assert (supervisor["restarts"], supervisor["run_id"]) == ("1", "manual__broken")
+    assert supervisor["last_restart_reason"].startswith("died")
     died_again = first_event(second.value)
     with pytest.raises(AirflowException) as failure:
         op.execute_complete(context, died_again, **second.value.kwargs)

@@ -75,3 +75,34 @@ def test_what_does_not_exist_is_not_found(store: FeatureStore):
         store.window("2020-01-01T00:00:00")
     with pytest.raises(NotFound, match="has not reported yet"):
         store.streaming_state()
+
+
+def test_the_dashboard_holds_the_newest_windows_the_top_pages_per_window_and_dead_letters(
+    store: FeatureStore, redis_client
+):
+    key = redis_layout.commit_key("query-1")
+    letters = {NEWEST: {"bad_json": 2}, NEWEST - WINDOW_MS: {"bad_json": 1, "bad_timestamp": 4}}
+    redis_layout.apply_batch(redis_client, key, 0, 0, [], {}, dead_letters=letters)
+    redis_client.hset(redis_layout.progress_key(redis_layout.COUNTS_QUERY), mapping={"state": "active"})
+    redis_layout.record_launch(redis_client, "run-1")
+    redis_layout.record_restart(redis_client, "died: exit 1")
+
+    board = store.dashboard(windows=2, top=2, now_ms=NOW_MS)
+    assert [w["window"] for w in board["windows"]] == [window_label(NEWEST - WINDOW_MS), window_label(NEWEST)]
+    assert [w["total"] for w in board["windows"]] == [10, 12]
+    assert board["top_pages"] == [{"page": "/search", "count": 14}, {"page": "/home", "count": 7}]
+    assert board["series"] == {"/search": [9, 5], "/home": [0, 7]}
+    assert board["dead_letters"] == [
+        {"window": window_label(NEWEST - WINDOW_MS), "reasons": {"bad_json": 1, "bad_timestamp": 4}, "total": 5},
+        {"window": window_label(NEWEST), "reasons": {"bad_json": 2}, "total": 2},
+    ]
+    assert board["dead_letter_totals"] == {"bad_json": 3, "bad_timestamp": 4}
+    assert board["streaming"]["state"] == "active"
+    assert (board["streaming"]["restarts"], board["streaming"]["last_restart_reason"]) == (1, "died: exit 1")
+    assert store.dead_letters(1)["windows"] == board["dead_letters"][1:]
+
+
+def test_an_empty_store_gives_an_empty_dashboard(redis_client, redis_server):
+    board = FeatureStore(redis_server.client("reader")).dashboard(windows=30, now_ms=NOW_MS)
+    assert (board["windows"], board["top_pages"], board["series"], board["dead_letters"]) == ([], [], {}, [])
+    assert board["streaming"] is None

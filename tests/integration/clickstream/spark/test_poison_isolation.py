@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Producer
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
-from spark_jobs import foreach_batch_query, produce, redis_counts
+from spark_jobs import foreach_batch_query, produce, redis_counts, redis_dead_letters
 
 from clickstream import redis_layout
 from clickstream.kafka_security import SECURITY_ENV, security_settings
@@ -85,6 +85,8 @@ def test_a_record_that_fails_inside_spark_is_dead_lettered_and_the_rest_counts_o
     isolated = [letter for letter in letters if letter[3]["reject_reason"] == "processing_error"]
     assert len(letters) == sum(truth.malformed.values()) + 1
     assert len(isolated) == 1
+    malformed = {reason: n for reason, n in truth.malformed.items() if n}
+    assert redis_dead_letters(redis_client) == {**malformed, "processing_error": 1}
     _, _, value, headers = isolated[0]
     assert value == poison
     assert headers["source_topic"] == topic

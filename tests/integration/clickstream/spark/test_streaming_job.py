@@ -6,7 +6,14 @@ import time
 from pathlib import Path
 
 import pytest
-from spark_jobs import log_tail, produce, redis_counts, wait_exit
+from spark_jobs import (
+    log_tail,
+    produce,
+    redis_counts,
+    redis_dead_letter_windows,
+    redis_dead_letters,
+    wait_exit,
+)
 
 from clickstream import redis_layout
 from clickstream.schema import InvalidEvent, validate, window_label, window_start_ms
@@ -38,6 +45,11 @@ def test_in_order_stream_counts_equal_the_ground_truth(
     malformed = sum(truth.malformed.values())
     assert len(letters) >= malformed  # at least once; no crash happened here, so exactly once
     assert len(letters) == malformed
+    # ... and counted by reason in the window each reached Kafka in, under the batch fence: once each.
+    by_reason = redis_dead_letters(redis_client)
+    assert by_reason == {reason: n for reason, n in truth.malformed.items() if n}
+    arrived = range(window_start_ms(now), int(time.time() * 1000), 60_000)  # the minutes this test produced in
+    assert set(redis_dead_letter_windows(redis_client)) <= {window_label(w) for w in arrived}
 
     # Per window, for dashboards in one call: total, approximate unique users, top pages.
     busiest = max(

@@ -30,7 +30,8 @@ import org.apache.spark.unsafe.types.UTF8String;
  * gives the same key, bit for bit, as adding the user ids one by one.
  *
  * <p>Input columns, by position: reject_reason, page, window_start_ms, ts_ms, user_id (string, string,
- * bigint, bigint, string). A row with a reason is invalid and only counted under it.
+ * bigint, bigint, string). A row with a reason is invalid and only counted under it, and under its
+ * window when it has one: for an invalid record, the minute it reached Kafka (null when unknown).
  */
 public final class BatchTally implements Serializable {
   private static final long serialVersionUID = 1L;
@@ -47,6 +48,7 @@ public final class BatchTally implements Serializable {
   private final HashMap<Long, HashMap<UTF8String, long[]>> views = new HashMap<>();
   private final HashMap<Long, byte[]> registers = new HashMap<>();
   private final HashMap<String, long[]> invalid = new HashMap<>();
+  private final HashMap<Long, HashMap<String, long[]>> invalidByWindow = new HashMap<>();
   private long records;
   private long newestMs = Long.MIN_VALUE;
 
@@ -83,7 +85,13 @@ public final class BatchTally implements Serializable {
   void add(InternalRow row) {
     records++;
     if (!row.isNullAt(0)) {
-      invalid.computeIfAbsent(row.getUTF8String(0).toString(), k -> new long[1])[0]++;
+      String reason = row.getUTF8String(0).toString();
+      invalid.computeIfAbsent(reason, k -> new long[1])[0]++;
+      if (!row.isNullAt(2)) {
+        invalidByWindow
+            .computeIfAbsent(row.getLong(2), k -> new HashMap<>())
+            .computeIfAbsent(reason, k -> new long[1])[0]++;
+      }
       return;
     }
     long window = row.getLong(2);
@@ -113,6 +121,11 @@ public final class BatchTally implements Serializable {
     records += other.records;
     newestMs = Math.max(newestMs, other.newestMs);
     other.invalid.forEach((reason, n) -> invalid.computeIfAbsent(reason, k -> new long[1])[0] += n[0]);
+    other.invalidByWindow.forEach(
+        (window, reasons) -> {
+          HashMap<String, long[]> mine = invalidByWindow.computeIfAbsent(window, k -> new HashMap<>());
+          reasons.forEach((reason, n) -> mine.computeIfAbsent(reason, k -> new long[1])[0] += n[0]);
+        });
     other.views.forEach(
         (window, pages) -> {
           HashMap<UTF8String, long[]> mine = views.computeIfAbsent(window, k -> new HashMap<>());
@@ -129,8 +142,9 @@ public final class BatchTally implements Serializable {
 
   /**
    * The figures as JSON, for Python: {"records": n, "newest_ms": (null without a valid record),
-   * "invalid": {reason: n}, "windows": [{"start_ms": ms, "views": {page: n}, "users": base64 of the
-   * window's dense HyperLogLog}, ...]}. One string: py4j moves it far faster than byte arrays.
+   * "invalid": {reason: n}, "invalid_windows": [{"start_ms": ms, "reasons": {reason: n}}, ...],
+   * "windows": [{"start_ms": ms, "views": {page: n}, "users": base64 of the window's dense
+   * HyperLogLog}, ...]}. One string: py4j moves it far faster than byte arrays.
    */
   public String summaryJson() {
     ObjectMapper mapper = new ObjectMapper();
@@ -143,6 +157,14 @@ public final class BatchTally implements Serializable {
     }
     ObjectNode reasons = out.putObject("invalid");
     invalid.forEach((reason, n) -> reasons.put(reason, n[0]));
+    ArrayNode invalidWindows = out.putArray("invalid_windows");
+    invalidByWindow.forEach(
+        (start, byReason) -> {
+          ObjectNode window = invalidWindows.addObject();
+          window.put("start_ms", start);
+          ObjectNode counts = window.putObject("reasons");
+          byReason.forEach((reason, n) -> counts.put(reason, n[0]));
+        });
     ArrayNode windows = out.putArray("windows");
     for (Map.Entry<Long, HashMap<UTF8String, long[]>> entry : views.entrySet()) {
       ObjectNode window = windows.addObject();
