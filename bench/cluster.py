@@ -74,7 +74,7 @@ from devstack.kafka_cluster import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, Kafk
 from devstack.ports import free_port
 from devstack.processes import Program, running, running_together, stop_process
 from devstack.redis_server import RedisServer
-from devstack.spark_cluster import SparkMaster, SparkWorker
+from devstack.spark_cluster import SparkAuth, SparkMaster, SparkWorker
 
 NODES = 3
 WORKERS = 2  # one core each, as the cluster topology's
@@ -143,8 +143,11 @@ def drain(
             batches.setdefault(int(batch), (int(stamped), int(rows)))
 
     started, submitted_ms = time.monotonic(), time.time() * 1000
+    driver_env = (
+        DRIVER_ENV if spark_master is None else {**DRIVER_ENV, "SPARK_CONF_DIR": str(spark_master.auth.conf_dir)}
+    )
     job = spark_job(STREAMING_APP, args, log, redis_server.url("writer"),
-                    security_env(cluster.client_config("streaming")), master=master, extra_env=DRIVER_ENV)  # fmt: skip
+                    security_env(cluster.client_config("streaming")), master=master, extra_env=driver_env)  # fmt: skip
     try:
         while job.poll() is None:
             if time.monotonic() - started > timeout_s:
@@ -294,7 +297,8 @@ def measure(
     cluster.prepare()
     redis_server = RedisServer(workdir / "redis", free_port(), persistent=False)
     redis_server.prepare()
-    master = SparkMaster(workdir / "spark-master", free_port(), free_port())
+    master = SparkMaster(workdir / "spark-master", free_port(), free_port(), SparkAuth(workdir / "spark-conf"))
+    master.auth.prepare()
     master.prepare()
     workers = [SparkWorker(workdir / f"spark-worker-{i}", free_port(), free_port(), master, cores=1, memory="2g")
                for i in range(1, WORKERS + 1)]  # fmt: skip

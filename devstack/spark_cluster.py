@@ -3,6 +3,13 @@
 The master keeps what it knows (workers, applications) in a recovery folder (Spark's FILESYSTEM recovery
 mode), so a restarted master takes back the running applications and their executors instead of
 forgetting them.
+
+Every connection to the cluster is authenticated (``spark.authenticate``) with one shared secret, generated
+at the first `make up`: without it, anyone who can reach the master's port could run code on the workers,
+next to the Kafka and Redis logins the executors hold. The secret is kept in properties files readable by
+their owner only (:class:`SparkAuth`), never on a command line: the daemons read theirs with
+``--properties-file``, spark-submit reads ``$SPARK_CONF_DIR/spark-defaults.conf`` (``scripts/env.sh`` points
+it there on the cluster), and a worker hands it to its executors in their environment, as Spark does.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.errors import StackError
+from devstack.secret_files import generated_passwords, write_private
 
 
 def spark_class(main_class: str, *args: str) -> list[str]:
@@ -35,10 +43,31 @@ def master_state(ui_port: int) -> dict[str, Any] | None:
 
 
 @dataclass
+class SparkAuth:
+    """The cluster's shared secret, and the client configuration that carries it (``spark-defaults.conf``)."""
+
+    conf_dir: Path
+
+    @property
+    def defaults_file(self) -> Path:
+        return self.conf_dir / "spark-defaults.conf"
+
+    def secret(self) -> str:
+        return generated_passwords(self.conf_dir / "secret.json", ["spark"])["spark"]
+
+    def properties(self) -> str:
+        return f"spark.authenticate true\nspark.authenticate.secret {self.secret()}\n"
+
+    def prepare(self) -> None:
+        write_private(self.defaults_file, self.properties())
+
+
+@dataclass
 class SparkMaster:
     workdir: Path
     port: int
     ui_port: int
+    auth: SparkAuth
 
     @property
     def url(self) -> str:
@@ -50,10 +79,11 @@ class SparkMaster:
 
     def prepare(self) -> None:
         (self.workdir / "recovery").mkdir(parents=True, exist_ok=True)
-        self.properties_file.write_text(
+        write_private(
+            self.properties_file,
             "spark.deploy.recoveryMode FILESYSTEM\n"
             f"spark.deploy.recoveryDirectory {self.workdir / 'recovery'}\n"
-            "spark.ui.reverseProxy false\n"
+            "spark.ui.reverseProxy false\n" + self.auth.properties(),
         )
 
     def command(self) -> list[str]:
@@ -92,12 +122,19 @@ class SparkWorker:
     cores: int = 1
     memory: str = "2g"
 
+    @property
+    def properties_file(self) -> Path:
+        return self.workdir / "spark-worker.conf"
+
     def prepare(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        write_private(self.properties_file, self.master.auth.properties())
 
     def command(self) -> list[str]:
         return spark_class(
             "org.apache.spark.deploy.worker.Worker",
+            "--properties-file",
+            str(self.properties_file),
             "--host",
             "127.0.0.1",
             "--port",

@@ -18,12 +18,12 @@ from devstack import airflow_parts, monitoring, supervisor
 from devstack.errors import StackError
 from devstack.kafka_broker import KafkaBroker
 from devstack.kafka_cluster import KafkaCluster, NodePorts
-from devstack.paths import DEPS, KAFKA_LIBS, LOGS, SPARK_APPS, STATE, VENV_BIN
+from devstack.paths import DEPS, KAFKA_LIBS, LOGS, SPARK_APPS, SPARK_CONF, STATE, VENV_BIN
 from devstack.ports import check_ports_free, port_from_env
 from devstack.postgres_server import PostgresServer
 from devstack.processes import pid_alive, wait_until
 from devstack.redis_server import RedisServer
-from devstack.spark_cluster import SparkMaster, SparkWorker
+from devstack.spark_cluster import SparkAuth, SparkMaster, SparkWorker
 from devstack.supervisor import Part, supervisorctl
 
 
@@ -136,6 +136,7 @@ class Topology:
                 STATE / "spark-master",
                 port_from_env("CLICKSTREAM_SPARK_MASTER_PORT", 7077),
                 port_from_env("CLICKSTREAM_SPARK_MASTER_UI_PORT", 8081),
+                SparkAuth(SPARK_CONF),
             )
             workers = [
                 SparkWorker(
@@ -187,6 +188,8 @@ class Topology:
             self.kafka_cluster.prepare()
         else:
             self.brokers[0].prepare()
+        if self.spark_master is not None:
+            self.spark_master.auth.prepare()
         for spark_part in (self.spark_master, *self.spark_workers):
             if spark_part is not None:
                 spark_part.prepare()
@@ -285,6 +288,13 @@ def up() -> None:
         if topology.spark_master is not None and "spark://" not in os.environ.get("AIRFLOW_CONN_SPARK_DEFAULT", ""):
             print("[up] warning: AIRFLOW_CONN_SPARK_DEFAULT does not point at the cluster's Spark master "
                   f"({topology.spark_master.url}): the jobs will run outside it", flush=True)  # fmt: skip
+        if topology.spark_master is not None:
+            # Every spark-submit the stack's Airflow runs reads the cluster's secret from there.
+            conf_dir = os.environ.setdefault("SPARK_CONF_DIR", str(topology.spark_master.auth.conf_dir))
+            if Path(conf_dir) != topology.spark_master.auth.conf_dir:
+                print(f"[up] warning: SPARK_CONF_DIR from your environment ({conf_dir}) is not the cluster's "
+                      f"({topology.spark_master.auth.conf_dir}): Spark jobs will lack its secret and be refused",
+                      flush=True)  # fmt: skip
         supervisor.start(services + topology.airflow_parts())
     else:
         print("[up] supervisord is already running: starting whatever it does not run", flush=True)

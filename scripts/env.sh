@@ -68,6 +68,8 @@ export AIRFLOW_CONFIG="${AIRFLOW_CONFIG:-$CLICKSTREAM_HOME/airflow_home/airflow.
 export AIRFLOW_CONN_SMTP_DEFAULT="${AIRFLOW_CONN_SMTP_DEFAULT:-{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $CLICKSTREAM_SMTP_PORT, \"extra\": {\"disable_tls\": true, \"disable_ssl\": true, \"from_email\": \"airflow@clickstream.local\"\}\}}"
 # spark_default: Spark inside each job on one node; the standalone master, in client deploy mode, on the cluster.
 if [ "$CLICKSTREAM_TOPOLOGY" = cluster ]; then
+  # spark-submit reads the cluster's authentication secret from spark-defaults.conf there (devstack/spark_cluster.py).
+  export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$CLICKSTREAM_STATE/spark-conf}"
   _spark_default="{\"conn_type\": \"spark\", \"host\": \"spark://127.0.0.1\", \"port\": $CLICKSTREAM_SPARK_MASTER_PORT, \"extra\": {\"deploy-mode\": \"client\"}}"
 else
   _spark_default='{"conn_type": "spark", "host": "local[*]", "extra": {"deploy-mode": "client"}}'

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -110,6 +111,36 @@ def test_the_pipeline_counts_exactly_on_the_cluster(cluster_stack: ClusterStack)
     for worker in ("spark-worker-1", "spark-worker-2"):
         ran = {p.name for p in (cluster_stack.state / worker).iterdir()}
         assert set(finished.values()) <= ran, (worker, ran, finished)
+
+
+def test_the_spark_master_refuses_an_application_without_the_clusters_secret(cluster_stack: ClusterStack, tmp_path):
+    """spark.authenticate on the cluster: a spark-submit without the secret never registers (the pipeline's
+    own jobs, above, registered with it from the stack's spark-defaults.conf)."""
+    app = tmp_path / "probe.py"
+    app.write_text("from pyspark.sql import SparkSession\nSparkSession.builder.getOrCreate().range(1).count()\n")
+    (tmp_path / "no-secret").mkdir()
+    env = {**cluster_stack.env, "SPARK_CONF_DIR": str(tmp_path / "no-secret"), "SPARK_LOCAL_IP": "127.0.0.1"}
+    master = f"spark://127.0.0.1:{cluster_stack.ports['spark_master']}"
+    submit = [os.path.join(os.environ["SPARK_HOME"], "bin", "spark-submit"), "--master", master,
+              "--name", "unauthenticated-probe", "--conf", "spark.ui.enabled=false", str(app)]  # fmt: skip
+    probe = subprocess.Popen(submit, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    refused, seen = None, []
+    try:
+        deadline = time.monotonic() + 120
+        for line in probe.stdout:  # type: ignore[union-attr]
+            seen.append(line)
+            if "Expected SaslMessage" in line:  # the master's answer to a client without the secret
+                refused = line.strip()
+                break
+            assert time.monotonic() < deadline, "".join(seen[-30:])
+    finally:
+        probe.kill()
+        probe.wait(30)
+    print(f"refused: {refused}")
+    assert refused, "".join(seen[-30:])
+    apps = cluster_stack.master_state()
+    names = {a["name"] for a in apps.get("activeapps", []) + apps.get("completedapps", [])}
+    assert "unauthenticated-probe" not in names, names
 
 
 @pytest.mark.faults

@@ -557,13 +557,39 @@ def test_airflow_kafka_connections_are_the_local_stacks_on_the_compose_network(p
     }  # fmt: skip
 
 
+SPARK_AUTH_SCRIPT = "/opt/airflow/include/spark/spark-auth-conf.sh"
+
+
+def test_every_spark_client_and_daemon_gets_the_clusters_secret_from_env_into_a_private_file(project, tmp_path):
+    """spark.authenticate in compose as on the local stack: the secret from .env, written by the committed
+    script into spark-defaults.conf (0600) before the service starts, never on a command line."""
+    from devstack.spark_cluster import SparkAuth
+
+    for service in ("airflow-scheduler", "airflow-triggerer", "spark-master", *SPARK_WORKER_SERVICES):
+        config = project["services"][service]
+        assert config["environment"]["SPARK_CONF_DIR"] == "/home/airflow/spark-conf", service
+        assert config["environment"]["SPARK_AUTH_SECRET"] == "change-me-spark", service  # from .env.example
+        assert f"sh {SPARK_AUTH_SCRIPT} && exec " in " ".join(config["entrypoint"]), service
+    # The script, run for real: the same file devstack writes for the same secret, readable by its owner only.
+    script = REPO / SPARK_AUTH_SCRIPT.removeprefix("/opt/airflow/")
+    env = {"PATH": os.environ["PATH"], "SPARK_CONF_DIR": str(tmp_path / "conf"), "SPARK_AUTH_SECRET": "s3cret-x"}
+    subprocess.run(["sh", str(script)], env=env, check=True)
+    written = tmp_path / "conf" / "spark-defaults.conf"
+    auth = SparkAuth(tmp_path / "local")
+    auth.secret = lambda: "s3cret-x"  # type: ignore[method-assign]
+    assert written.read_text() == auth.properties()
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    refused = subprocess.run(["sh", str(script)], env={**env, "SPARK_AUTH_SECRET": "two words"}, capture_output=True)
+    assert refused.returncode != 0 and b"set SPARK_AUTH_SECRET in .env" in refused.stderr
+
+
 def spark_command(project: dict, service: str, main_class: str) -> tuple[dict[str, str], list[str]]:
     """The options and positional arguments the service gives ``spark-class main_class``."""
     shell, flag, script = project["services"][service]["entrypoint"]
     assert (shell, flag) == ("/bin/bash", "-c")
     words = shlex.split(script)
-    assert words[:3] == ["exec", "spark-class", main_class], script
-    options, positional, rest = {}, [], words[3:]
+    assert words[:6] == ["sh", SPARK_AUTH_SCRIPT, "&&", "exec", "spark-class", main_class], script
+    options, positional, rest = {}, [], words[6:]
     while rest:
         word = rest.pop(0)
         if word.startswith("--"):
@@ -576,14 +602,14 @@ def spark_command(project: dict, service: str, main_class: str) -> tuple[dict[st
 def test_spark_is_a_master_and_one_core_workers_as_the_local_cluster(project, tmp_path):
     """A standalone master (FILESYSTEM recovery in a volume, as devstack's) and SPARK_WORKERS workers of one core
     each, registered to the master's URL; spark_default submits to that URL in client mode."""
-    from devstack.spark_cluster import SparkMaster, SparkWorker
+    from devstack.spark_cluster import SparkAuth, SparkMaster, SparkWorker
 
     master_options, positional = spark_command(project, "spark-master", "org.apache.spark.deploy.master.Master")
     assert not positional and master_options["--host"] == "spark-master"
     master_url = f"spark://{master_options['--host']}:{master_options['--port']}"
     assert int(master_options["--webui-port"]) in published(project, "spark-master")
 
-    local_master = SparkMaster(tmp_path / "master", 7077, 8081)
+    local_master = SparkMaster(tmp_path / "master", 7077, 8081, SparkAuth(tmp_path / "conf"))
     local_worker = SparkWorker(tmp_path / "worker", 7078, 8082, local_master)
     for worker in SPARK_WORKER_SERVICES:
         options, positional = spark_command(project, worker, "org.apache.spark.deploy.worker.Worker")

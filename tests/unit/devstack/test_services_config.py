@@ -180,3 +180,22 @@ def test_an_unknown_topology_is_refused_naming_the_choices(monkeypatch):
     monkeypatch.setenv("CLICKSTREAM_TOPOLOGY", "mesh")
     with pytest.raises(StackError, match="CLICKSTREAM_TOPOLOGY must be one of single, cluster, not 'mesh'"):
         Topology.from_env()
+
+
+def test_the_spark_cluster_shares_one_generated_secret_through_private_files_never_a_command_line(tmp_path):
+    from devstack.spark_cluster import SparkAuth, SparkMaster, SparkWorker
+
+    auth = SparkAuth(tmp_path / "conf")
+    master = SparkMaster(tmp_path / "master", 7077, 8081, auth)
+    worker = SparkWorker(tmp_path / "worker", 7078, 8082, master)
+    for part in (auth, master, worker):
+        part.prepare()
+    secret = auth.secret()
+    assert len(secret) >= 20 and auth.secret() == secret  # generated once, then kept
+    for path in (auth.defaults_file, master.properties_file, worker.properties_file):
+        settings = dict(line.split(" ", 1) for line in path.read_text().splitlines())
+        assert (settings["spark.authenticate"], settings["spark.authenticate.secret"]) == ("true", secret), path
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for command in (master.command(), worker.command()):
+        assert secret not in " ".join(command)
+        assert "--properties-file" in command
