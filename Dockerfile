@@ -2,6 +2,16 @@
 # pyspark with the Kafka connector jars and the event parser, and this package with its DAGs and Spark applications.
 # Used by docker-compose.yml for every Airflow component and the Spark master and workers.
 ARG AIRFLOW_VERSION=3.3.2
+
+# The Airflow UI's Clickstream view (plugins/clickstream/www), built with the tools its lock file pins; only
+# the built bundle reaches the image.
+FROM node:22-bookworm-slim AS ui
+WORKDIR /www
+COPY plugins/clickstream/www/package.json plugins/clickstream/www/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY plugins/clickstream/www/ ./
+RUN npm run build
+
 FROM apache/airflow:${AIRFLOW_VERSION}-python3.11
 
 USER root
@@ -40,6 +50,7 @@ RUN javac --release 17 -nowarn -encoding UTF-8 -cp "$SPARK_HOME/jars/*" -d /tmp/
 
 COPY --chown=airflow:root pyproject.toml README.md ./
 COPY --chown=airflow:root plugins/ plugins/
+COPY --from=ui --chown=airflow:root /www/dist/ plugins/clickstream/www/dist/
 RUN pip install --no-cache-dir --no-deps .
 COPY --chown=airflow:root dags/ /opt/airflow/dags/
 COPY --chown=airflow:root include/ /opt/airflow/include/

@@ -8,7 +8,7 @@ RUN := source scripts/env.sh &&
 help:  ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup:  ## Install the venv, the Kafka and Spark connector jars and Redis (idempotent)
+setup:  ## Install the venv, the Kafka and Spark connector jars, Redis, Chromium and the UI bundle (idempotent)
 	@scripts/setup.sh
 
 up: setup  ## Start the local stack (Kafka, Redis, Airflow) under supervisord and wait until healthy

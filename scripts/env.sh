@@ -57,6 +57,9 @@ unset _site
 export PYSPARK_PYTHON="$CLICKSTREAM_VENV/bin/python"
 export PYSPARK_DRIVER_PYTHON="$CLICKSTREAM_VENV/bin/python"
 export PATH="$CLICKSTREAM_VENV/bin:$PATH"
+# The browser test drives Debian's Chromium (`make setup` installs it): Playwright never fetches a browser.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+export CLICKSTREAM_CHROMIUM="${CLICKSTREAM_CHROMIUM:-/usr/bin/chromium}"
 
 # Airflow: committed overrides in airflow_home/, runtime files in the state folder.
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$CLICKSTREAM_STATE/airflow}"

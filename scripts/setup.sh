@@ -31,6 +31,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
 command -v prometheus-redis-exporter >/dev/null || need_apt+=(prometheus-redis-exporter)
+# Node.js and npm build the UI bundle; Chromium (and its driver) runs the browser test of the UI.
+command -v npm >/dev/null || need_apt+=(nodejs npm)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || { echo "[setup] missing ${need_apt[*]} and no apt-get: install them yourself" >&2; exit 1; }
   log "installing Debian packages: ${need_apt[*]}"
@@ -103,9 +107,27 @@ if [ ! -f "$parser_jar" ] || ! done_before spark-parser "${parser_sources[@]}"; 
   mark_done spark-parser "${parser_sources[@]}"
 fi
 
-# 4. Go tools from the Go module proxy, pinned: statsd_exporter (Airflow's StatsD -> Prometheus), and
-#    Docker Compose itself, which checks docker-compose.yml in the tests (no Docker engine needed for that).
-#    (Go's module cache makes a second build of either quick.)
+# 3c. The UI bundle (plugins/clickstream/www, React from the Airflow UI itself): `npm ci` from the lock file,
+#     then `npm run build` into www/dist, which the api-server serves and the wheel ships. Redone when the
+#     lock file, the build's config or a source changes, or when dist is gone.
+www=plugins/clickstream/www
+mapfile -t www_inputs < <(find "$www/src" "$www/public" -type f | sort; \
+  printf '%s\n' "$www/package.json" "$www/package-lock.json" "$www/vite.config.ts" "$www/tsconfig.json")
+if [ ! -f "$www/dist/clickstream.umd.js" ] || ! done_before www "${www_inputs[@]}"; then
+  command -v npm >/dev/null || { echo "[setup] npm is needed to build the UI bundle: install nodejs and npm" >&2; exit 1; }
+  log "building the UI bundle ($www/dist)"
+  if ! (cd "$www" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent) \
+      > "$CLICKSTREAM_DEPS/www-build.log" 2>&1; then
+    tail -n 30 "$CLICKSTREAM_DEPS/www-build.log" >&2
+    echo "[setup] the UI bundle did not build (full log: $CLICKSTREAM_DEPS/www-build.log)" >&2
+    exit 1
+  fi
+  mark_done www "${www_inputs[@]}"
+fi
+
+# 4. Go tools from the Go module proxy, pinned: statsd_exporter (Airflow's StatsD -> Prometheus), Docker
+#    Compose itself, which checks docker-compose.yml in the tests (no Docker engine needed for that), and
+#    vegeta, the serving benchmark's load generator. (Go's module cache makes a second build of each quick.)
 go_tool() {  # go_tool BINARY PACKAGE@VERSION: build PACKAGE into .deps/bin/BINARY
   local binary=$1 package=$2
   if [ -x "$CLICKSTREAM_DEPS/bin/$binary" ] && [ "$(cat "$stamp_dir/go-$binary" 2>/dev/null)" = "$package" ]; then

@@ -15,9 +15,14 @@ def test_airflow_plugins_lists_the_clickstream_plugin(airflow_env):
     assert result.returncode == 0, result.stderr[-2000:]
     plugins = json.loads(result.stdout[result.stdout.index("[") :])
     (clickstream,) = [p for p in plugins if p["name"] == "clickstream"]
-    # The api-server mounts the feature-serving API from it.
+    # The api-server mounts the feature-serving API and the UI's bundle from it; the UI shows its two views.
     assert [(app["name"], app["url_prefix"]) for app in clickstream["fastapi_apps"]] == [
-        ("Clickstream feature serving", "/clickstream")
+        ("Clickstream feature serving", "/clickstream"),
+        ("Clickstream UI", "/clickstream-ui"),
+    ]
+    assert [(app["name"], app["destination"], app["url_route"]) for app in clickstream["react_apps"]] == [
+        ("Clickstream", "nav", "clickstream"),
+        ("Clickstream report", "dag_run", "clickstream_report"),
     ]
 
 

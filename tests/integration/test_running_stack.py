@@ -5,6 +5,8 @@
 - no generated secret in any process's command line, the stack's logs, task logs or XComs; every part
   listening on loopback only;
 - the Airflow UI users: generated passwords kept private, a viewer who can only read;
+- the feature-serving API behind Airflow's auth, and the UI's Clickstream view and run report in Chromium
+  (numbers checked against Redis and the run's XComs; screenshots in build/screenshots/);
 - faults (marker ``faults``), one after another while the producer CLI sends 1,000 events/s: the streaming
   driver SIGKILLed three times, the triggerer SIGKILLed and the scheduler restarted, the Kafka broker down
   for 20 s, Redis down for 30 s and back with less than it acknowledged. After each, Redis equals what it
@@ -314,6 +316,9 @@ def test_the_serving_api_answers_from_redis_for_readers_and_stops_only_for_edito
         "window": f"/windows/{newest}",
         "top pages": "/top-pages?" + urllib.parse.urlencode({"from": newest, "to": newest, "limit": 5}),
         "streaming": "/streaming",
+        "dashboard": "/dashboard?windows=30",
+        "dead letters": "/dead-letters?last=60",
+        "runs": "/runs?limit=5",
         "openapi": "/openapi.json",
     }
     tokens = {"anonymous": None, "viewer": local_stack.api_as("viewer").token(), "admin": local_stack.api.token()}
@@ -337,6 +342,22 @@ def test_the_serving_api_answers_from_redis_for_readers_and_stops_only_for_edito
     assert answer["total"] > 0
     _, window = call(base + reads["window"], tokens["viewer"])
     assert window["total"] == int(admin_redis.hget(redis_layout.window_key(newest), "total"))
+    # A run's report is its burst's ground truth beside Redis, and the reconciler's report, as the XComs hold them.
+    _, runs = call(base + reads["runs"], tokens["viewer"])
+    done = [run for run in runs["runs"] if run["state"] == "success"]
+    assert done, runs
+    run_id = done[0]["run_id"]
+    _, report = call(f"{base}/runs/{urllib.parse.quote(run_id, safe='')}/report", tokens["viewer"])
+    burst = local_stack.api.xcom("clickstream_pipeline", run_id, "start_producer")
+    assert {p["page"]: p["sent"] for p in report["pages"]} == burst["ground_truth"]["page_totals"]
+    assert report["reconciler"] == local_stack.api.xcom("clickstream_pipeline", run_id, "run_spark_batch")
+    assert report["in_redis_total"] > 0
+    _, board = call(base + reads["dashboard"], tokens["viewer"])
+    shown = [w["window"] for w in board["windows"]]
+    ranked = admin_redis.zunion([redis_layout.window_pages_key(w) for w in shown], withscores=True)
+    assert {p["page"]: p["count"] for p in board["top_pages"]} == {
+        page.decode(): int(n) for page, n in sorted(ranked, key=lambda it: (-it[1], it[0]))[: len(board["top_pages"])]
+    }
     # Bad parameters are the caller's to fix, never a 500.
     for path in (
         "/pages/windows?page=/home&last=0",
@@ -345,9 +366,97 @@ def test_the_serving_api_answers_from_redis_for_readers_and_stops_only_for_edito
         "/pages/windows?page=/never-seen",
         "/windows/yesterday",
         "/top-pages?from=2025-06-10T05:04:00&to=2025-06-10T05:00:00",
+        "/dashboard?windows=0",
+        "/runs?limit=1000",
+        "/runs/no-such-run/report",
     ):
         code, body = call(base + path, tokens["viewer"])
         assert 400 <= code < 500 and body["detail"], (path, code, body)
+
+
+SCREENSHOTS = REPO / "build" / "screenshots"
+
+
+def test_the_clickstream_view_and_a_run_report_in_a_real_browser_show_what_redis_and_the_run_hold(
+    local_stack: LocalStack,
+):
+    """The UI's "Clickstream" view and a run's "Clickstream report" tab, in Chromium after a real login: the
+    top pages the view shows are Redis's over the windows it shows; the report's pages are what the run's
+    burst sent (start_producer's ground truth) beside what Redis holds, and its reconciler figures are
+    run_spark_batch's. Screenshots of both go to build/screenshots/."""
+    from ui_browser import browser_page, log_in, rows, screenshot_whole
+
+    from clickstream import redis_layout
+
+    api = local_stack.api
+
+    def reported() -> list[str]:  # runs whose burst and reconciler are done: what the report shows
+        runs = [run["dag_run_id"] for run in api.runs(PIPELINE)]
+        return [run for run in runs if api.task_states(PIPELINE, run).get("run_spark_batch") == "success"]
+
+    if not reported():
+        assert f"{PIPELINE} finished: success" in run_demo(local_stack.env, PIPELINE)
+    run_id = reported()[0]
+    redis_client = local_stack.redis("admin")
+
+    with browser_page() as (page, script_errors):
+        log_in(page, api.base, "admin", api.password)
+
+        # The view, from the navigation: the page's top pages and the windows they were ranked over.
+        page.goto(f"{api.base}/plugin/clickstream")
+        page.locator("[data-testid=clickstream-dashboard][data-loaded=true]").wait_for()
+        page.locator("[data-testid=top-page-row]").first.wait_for()
+        page.locator("[data-testid=run-row]").first.wait_for()
+        shown = [(row["page"], int(row["count"])) for row in rows(page, "top-page-row", "page", "count")]
+        windows = page.locator("[data-testid=top-pages-windows]").get_attribute("data-windows").split(",")
+        screenshot_whole(page, "[data-testid=clickstream-dashboard]", SCREENSHOTS / "clickstream-view.png")
+        assert not page.locator("[data-testid=api-error]").count(), page.locator("[data-testid=api-error]").inner_text()
+        union = redis_client.zunion([redis_layout.window_pages_key(label) for label in windows], withscores=True)
+        ranked = sorted(((name.decode(), int(n)) for name, n in union), key=lambda item: (-item[1], item[0]))
+        print(f"view: {len(windows)} windows, top pages {shown}")
+        assert windows and shown and shown == ranked[: len(shown)] and len(shown) == min(10, len(ranked))
+        # Each top page's line in the chart adds up to its count in the table.
+        lines = {row["page"]: row["values"] for row in rows(page, "series-line", "page", "values")}
+        assert {p: sum(map(int, lines[p].split(","))) for p, _ in shown} == dict(shown)
+
+        # Its link to the run's report opens the run's "Clickstream report" tab.
+        page.locator(f'[data-testid=run-row][data-run-id="{run_id}"] [data-testid=run-report-link]').click()
+        page.wait_for_url(f"**/dags/{PIPELINE}/runs/**/plugin/clickstream_report")
+        page.locator("[data-testid=clickstream-report][data-loaded=true]").wait_for()
+        page.locator("[data-testid=report-page-row]").first.wait_for()
+        report_rows = rows(page, "report-page-row", "page", "sent", "in-redis")
+        totals = rows(page, "report-totals", "sent", "in-redis")[0]
+        reconciler = {r["field"]: r["value"] for r in rows(page, "reconciler-field", "field", "value")}
+        invalid = {r["reason"]: int(r["count"]) for r in rows(page, "reconciler-invalid", "reason", "count")}
+        screenshot_whole(page, "[data-testid=clickstream-report]", SCREENSHOTS / "clickstream-report.png")
+        assert not script_errors, script_errors
+
+    burst = api.xcom(PIPELINE, run_id, "start_producer")["ground_truth"]
+    sent = {row["page"]: int(row["sent"]) for row in report_rows}
+    assert sent == {page: int(n) for page, n in burst["page_totals"].items()}
+    assert [int(row["sent"]) for row in report_rows] == sorted(sent.values(), reverse=True)
+    # What Redis holds for those pages over the burst's windows.
+    from clickstream.schema import WINDOW_MS, window_label
+
+    labels = [window_label(ms) for ms in range(burst["first_window_ms"], burst["last_window_ms"] + 1, WINDOW_MS)]
+    held = redis_layout.read_counts(redis_client, sent)
+    in_redis = {page: sum(held.get((page, label), 0) for label in labels) for page in sent}
+    assert {row["page"]: int(row["in-redis"]) for row in report_rows} == in_redis
+    assert (int(totals["sent"]), int(totals["in-redis"])) == (sum(sent.values()), sum(in_redis.values()))
+    # The reconciler's figures as run_spark_batch returned them.
+    report = api.xcom(PIPELINE, run_id, "run_spark_batch")
+    scalars = {k: v for k, v in report.items() if v is None or isinstance(v, int | float | str | bool)}
+    assert set(reconciler) == set(scalars), (reconciler, scalars)
+    for key, value in scalars.items():  # as the page wrote them: JavaScript's String() of each
+        if isinstance(value, bool) or value is None:
+            assert reconciler[key] == json.dumps(value), (key, reconciler[key], value)
+        elif isinstance(value, int | float):
+            assert float(reconciler[key]) == value, (key, reconciler[key], value)
+        else:
+            assert reconciler[key] == value, (key, reconciler[key], value)
+    assert {"events_read", "cells_compared", "cells_matching"} <= set(reconciler)
+    assert invalid == {reason: int(n) for reason, n in (report.get("invalid_events") or {}).items()}
+    print(f"report of {run_id}: {len(sent)} pages, sent {sum(sent.values())}, in Redis {sum(in_redis.values())}")
 
 
 @pytest.mark.faults
