@@ -27,7 +27,8 @@ test:  ## The whole test suite: unit, integration and DAG tests against real ser
 	@scripts/setup.sh --test-tools
 	@scripts/test.sh
 
-bench: setup  ## Benchmarks, each beside a reference tool measured in the same run
+bench:  ## Benchmarks, each beside a reference tool measured in the same run (sets itself up)
+	@scripts/setup.sh --bench-tools
 	@$(RUN) python -m bench.run
 
 lint: setup  ## ruff

@@ -1,5 +1,6 @@
 """`make bench`: every benchmark, each printing its figures beside a reference tool measured in the same run.
 
+``serving`` (:mod:`bench.serving`) is the feature-serving API's latency through the api-server, beside Redis's own.
 ``cluster`` (what the cluster topology costs: :mod:`bench.cluster`) joins the default set when
 ``CLICKSTREAM_TOPOLOGY=cluster``; named on the command line, it runs whatever the topology.
 """
@@ -9,9 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
-from bench import cluster, producer, streaming
+from bench import cluster, producer, serving, streaming
 
-BENCHMARKS = {"producer": producer.run, "streaming": streaming.run, "cluster": cluster.run}
+BENCHMARKS = {"producer": producer.run, "streaming": streaming.run, "serving": serving.run, "cluster": cluster.run}
 
 
 def default_benchmarks() -> list[str]:

@@ -66,3 +66,17 @@ def check_ports_free(ports: dict[str, tuple[int, str]]) -> None:
     ]
     if taken:
         raise StackError("; ".join(taken))
+
+
+# The monitoring parts' ports, each with the variable that moves it (tests and benchmarks start stacks on
+# free ports through these).
+MONITORING_PORT_VARIABLES = {
+    "prometheus": "CLICKSTREAM_PROMETHEUS_PORT",
+    "alertmanager": "CLICKSTREAM_ALERTMANAGER_PORT",
+    "statsd_exporter": "CLICKSTREAM_STATSD_EXPORTER_PORT",
+    "statsd": "CLICKSTREAM_STATSD_PORT",
+    "redis_exporter": "CLICKSTREAM_REDIS_EXPORTER_PORT",
+    "kafka_metrics": "CLICKSTREAM_KAFKA_METRICS_PORT",
+    "smtp": "CLICKSTREAM_SMTP_PORT",
+    "spark_metrics": "CLICKSTREAM_SPARK_METRICS_PORT",
+}

@@ -2,11 +2,12 @@
 # Installs everything the project needs into git-ignored folders. Idempotent: each step is
 # skipped when a stamp holding the hash of its inputs says it is already done.
 set -euo pipefail
-with_test_tools=0
+with_test_tools=0 with_bench_tools=0
 case "${1:-}" in
   --test-tools) with_test_tools=1 ;;  # also what only the tests need (Docker Compose, to check the compose file)
+  --bench-tools) with_bench_tools=1 ;;  # also what only the benchmarks need (vegeta, the HTTP load generator)
   "") ;;
-  *) echo "usage: scripts/setup.sh [--test-tools]" >&2; exit 2 ;;
+  *) echo "usage: scripts/setup.sh [--test-tools|--bench-tools]" >&2; exit 2 ;;
 esac
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$CLICKSTREAM_HOME"
@@ -144,6 +145,10 @@ go_tool() {  # go_tool BINARY PACKAGE@VERSION: build PACKAGE into .deps/bin/BINA
   echo "$package" > "$stamp_dir/go-$binary"
 }
 go_tool statsd_exporter github.com/prometheus/statsd_exporter@v0.28.0
+# vegeta drives the serving benchmark's HTTP load (bench/serving.py); only `make bench` asks for it.
+if [ "$with_bench_tools" = 1 ]; then
+  go_tool vegeta github.com/tsenart/vegeta/v12@v12.13.0
+fi
 
 # Docker Compose's go.mod has exclude directives, which `go install pkg@version` refuses: build it inside
 # its own module, from the source the Go module proxy serves. Only the tests use it (`--test-tools`, which

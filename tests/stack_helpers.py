@@ -15,7 +15,7 @@ import redis
 from devstack.airflow_api import AirflowApi
 from devstack.kafka_broker import KafkaBroker
 from devstack.kafka_cluster import KafkaCluster, NodePorts
-from devstack.ports import free_port, port_in_use
+from devstack.ports import MONITORING_PORT_VARIABLES, free_port, port_in_use
 from devstack.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,18 +74,6 @@ def stack(action: str, env: dict[str, str], timeout: float = 400) -> subprocess.
         timeout=timeout,
         check=False,
     )
-
-
-MONITORING_PORT_VARIABLES = {
-    "prometheus": "CLICKSTREAM_PROMETHEUS_PORT",
-    "alertmanager": "CLICKSTREAM_ALERTMANAGER_PORT",
-    "statsd_exporter": "CLICKSTREAM_STATSD_EXPORTER_PORT",
-    "statsd": "CLICKSTREAM_STATSD_PORT",
-    "redis_exporter": "CLICKSTREAM_REDIS_EXPORTER_PORT",
-    "kafka_metrics": "CLICKSTREAM_KAFKA_METRICS_PORT",
-    "smtp": "CLICKSTREAM_SMTP_PORT",
-    "spark_metrics": "CLICKSTREAM_SPARK_METRICS_PORT",
-}
 
 
 def free_ports() -> dict[str, int]:

@@ -8,17 +8,25 @@ header or the UI's ``_token`` cookie, as for Airflow's own API.
 
 # No `from __future__ import annotations`: FastAPI must resolve the routes' annotations, and some name
 # types local to create_app(), which a string annotation cannot reach.
+import json
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 
 from clickstream import redis_layout
 from clickstream.serving import pipeline_runs
-from clickstream.serving.feature_store import MAX_TOP, MAX_WINDOWS, BadParameter, FeatureStore, NotFound
+from clickstream.serving.feature_store import (
+    MAX_TOP,
+    MAX_WINDOWS,
+    BadParameter,
+    FeatureStore,
+    NotFound,
+    page_windows_async,
+)
 from clickstream.serving.pipeline_runs import MAX_RUNS, recent_runs
 
 API_PREFIX = "/api/v1"
@@ -50,23 +58,45 @@ def _client(conn_id: str) -> Any:
     return redis.Redis.from_url(redis_url(conn), socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
 
 
-def create_app(client_factory: Callable[[str], Any] = _client) -> FastAPI:
+def _async_client(conn_id: str) -> Any:
+    """:func:`_client`'s ``redis.asyncio`` twin, for the routes answered on the event loop."""
+    import redis.asyncio
+
+    from clickstream.hooks.redis import ClickstreamRedisHook, redis_url
+
+    ClickstreamRedisHook(redis_conn_id=conn_id).get_conn()  # once per connection id: the login is checked here
+    conn = ClickstreamRedisHook.get_connection(conn_id)
+    return redis.asyncio.Redis.from_url(
+        redis_url(conn), socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+    )
+
+
+def _json(answer: Any) -> Response:
+    """An answer already encoded: FastAPI's generic encoding of a returned dict costs more than the read."""
+    return Response(json.dumps(answer, separators=(",", ":")).encode(), media_type="application/json")
+
+
+def create_app(
+    client_factory: Callable[[str], Any] = _client, async_client_factory: Callable[[str], Any] = _async_client
+) -> FastAPI:
     """The app; ``client_factory(conn_id)`` gives a Redis client for a connection id, made once per id (a
-    client holds a pool of connections, so requests do not pay for a connection or a lookup each)."""
-    clients: dict[str, Any] = {}
+    client holds a pool of connections, so requests do not pay for a connection or a lookup each), and
+    ``async_client_factory`` an asyncio one for the hot read."""
+    clients: dict[tuple[str, bool], Any] = {}
     lock = threading.Lock()  # routes run in a thread pool: two first requests must not both build a client
 
-    def client(conn_id: str) -> Any:
+    def client(conn_id: str, asynchronous: bool = False) -> Any:
         with lock:
-            if conn_id not in clients:
+            if (conn_id, asynchronous) not in clients:
                 try:
-                    clients[conn_id] = client_factory(conn_id)
+                    factory = async_client_factory if asynchronous else client_factory
+                    clients[(conn_id, asynchronous)] = factory(conn_id)
                 except Exception as exc:  # a missing connection, a refused login: the store is unusable, say why
                     raise HTTPException(
                         status.HTTP_503_SERVICE_UNAVAILABLE,
                         f"the feature store is not reachable through {conn_id!r}: {exc}",
                     ) from None
-            return clients[conn_id]
+            return clients[(conn_id, asynchronous)]
 
     app = FastAPI(
         title="Clickstream feature serving",
@@ -108,13 +138,20 @@ def create_app(client_factory: Callable[[str], Any] = _client) -> FastAPI:
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse(status_code=status.HTTP_404_NOT_FOUND, content={"detail": str(exc)})
 
-    @app.get(f"{API_PREFIX}/pages/windows", dependencies=read, summary="A page's counts in the last N windows")
-    def page_windows(
-        feature_store: Store,
+    @app.get(
+        f"{API_PREFIX}/pages/windows",
+        dependencies=read,
+        summary="A page's counts in the last N windows",
+        response_class=JSONResponse,
+    )
+    async def page_windows(
         page: Annotated[str, Query(description="the page, as counted (e.g. /products/1)")],
         last: Annotated[int, Query(description=f"how many 1-minute windows, 1 to {MAX_WINDOWS}")] = 60,
-    ) -> dict[str, Any]:
-        return feature_store.page_windows(page, last)
+    ) -> Response:
+        # The feature read a model server calls per request: on the event loop, over an asyncio client, its
+        # answer encoded here (the login check is the api-server's own, as for every route).
+        reader = client(READER_CONN_ID, asynchronous=True)
+        return _json(await page_windows_async(reader, page, last))
 
     @app.get(f"{API_PREFIX}/windows/{{window}}", dependencies=read, summary="A window's total, users, top pages")
     def window(feature_store: Store, window: str) -> dict[str, Any]:

@@ -65,19 +65,11 @@ class FeatureStore:
 
     def page_windows(self, page: str, last: int, now_ms: int | None = None) -> dict[str, Any]:
         """A page's counts in the ``last`` 1-minute windows up to now, oldest first (0 where it had none)."""
-        check_page(page)
-        check_count(last, "last", MAX_WINDOWS)
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        newest = now_ms - now_ms % WINDOW_MS
-        labels = [window_label(newest - i * WINDOW_MS) for i in range(last - 1, -1, -1)]
+        labels = page_window_labels(page, last, now_ms)
         pipe = self.client.pipeline(transaction=False)
         pipe.sismember(redis_layout.PAGES_KEY, page)
         pipe.hmget(redis_layout.count_key(page), labels)
-        known, counts = pipe.execute()
-        if not known:
-            raise NotFound(f"no counts for page {page!r}: the pipeline has not seen it (or retention removed it)")
-        windows = [{"window": label, "count": int(count or 0)} for label, count in zip(labels, counts, strict=True)]
-        return {"page": page, "windows": windows, "total": sum(w["count"] for w in windows)}
+        return page_windows_answer(page, labels, *pipe.execute())
 
     def window(self, label: str) -> dict[str, Any]:
         """A window's total, unique users (approximate) and top pages."""
@@ -179,6 +171,32 @@ class FeatureStore:
             "streaming": _streaming_state(redis_layout.COUNTS_QUERY, _texts(progress), _texts(supervisor), now_ms),
             "generated_ms": now_ms,
         }
+
+
+async def page_windows_async(client: Any, page: str, last: int, now_ms: int | None = None) -> dict[str, Any]:
+    """:meth:`FeatureStore.page_windows` over a ``redis.asyncio`` client: the serving API's hot read, answered
+    on the api-server's event loop without a hop to its thread pool."""
+    labels = page_window_labels(page, last, now_ms)
+    pipe = client.pipeline(transaction=False)
+    pipe.sismember(redis_layout.PAGES_KEY, page)
+    pipe.hmget(redis_layout.count_key(page), labels)
+    return page_windows_answer(page, labels, *await pipe.execute())
+
+
+def page_window_labels(page: str, last: int, now_ms: int | None) -> list[str]:
+    """The labels of the ``last`` windows up to ``now_ms``, oldest first, once the parameters are checked."""
+    check_page(page)
+    check_count(last, "last", MAX_WINDOWS)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    newest = now_ms - now_ms % WINDOW_MS
+    return [window_label(newest - i * WINDOW_MS) for i in range(last - 1, -1, -1)]
+
+
+def page_windows_answer(page: str, labels: list[str], known: Any, counts: list[Any]) -> dict[str, Any]:
+    if not known:
+        raise NotFound(f"no counts for page {page!r}: the pipeline has not seen it (or retention removed it)")
+    windows = [{"window": label, "count": int(count or 0)} for label, count in zip(labels, counts, strict=True)]
+    return {"page": page, "windows": windows, "total": sum(w["count"] for w in windows)}
 
 
 def _texts(raw: dict[Any, Any]) -> dict[str, str]:

@@ -106,3 +106,29 @@ def test_an_empty_store_gives_an_empty_dashboard(redis_client, redis_server):
     board = FeatureStore(redis_server.client("reader")).dashboard(windows=30, now_ms=NOW_MS)
     assert (board["windows"], board["top_pages"], board["series"], board["dead_letters"]) == ([], [], {}, [])
     assert board["streaming"] is None
+
+
+def test_the_asyncio_read_answers_as_the_blocking_one(store: FeatureStore, redis_server):
+    import asyncio
+
+    import redis.asyncio
+
+    from clickstream.serving.feature_store import page_windows_async
+
+    async def read() -> tuple[dict, str]:
+        client = redis.asyncio.Redis.from_url(redis_server.url("reader"))
+        try:
+            answer = await page_windows_async(client, "/home", 3, now_ms=NOW_MS)
+            try:
+                await page_windows_async(client, "/never", 3, now_ms=NOW_MS)
+            except NotFound as missing:
+                return answer, str(missing)
+            return answer, ""
+        finally:
+            await client.aclose()
+
+    answer, missing = asyncio.run(read())
+    assert answer == store.page_windows("/home", 3, now_ms=NOW_MS)
+    assert "no counts for page '/never'" in missing
+    with pytest.raises(BadParameter, match="last must be between"):
+        asyncio.run(page_windows_async(None, "/home", 0))

@@ -1,0 +1,382 @@
+"""Feature serving latency: the plugin's API through the real api-server, beside the bare Redis read under it.
+
+A whole local stack (``python -m devstack up``: Kafka, Redis, the monitoring parts and Airflow's four
+components) is started here on free loopback ports with a state folder of its own, never the `make up` stack,
+and taken down and deleted at the end, as the stack tests do. Redis is filled directly, as its ``admin`` user,
+with :func:`clickstream.redis_layout.apply_window_counts` (the reconciler's write): the ground truth of 70
+minutes of synthetic traffic (:mod:`clickstream.traffic`, 50 events/s, up to now), so every page the site map
+has holds a count in (nearly) each of the last 60 windows. Running the pipeline would write the same cells,
+minutes later and with Spark beside the measurement.
+
+1. The floor, Redis alone, as the ``reader`` user the API reads as: the exact read
+   :meth:`FeatureStore.page_windows <clickstream.serving.feature_store.FeatureStore.page_windows>` sends
+   (SISMEMBER and HMGET of 60 window labels, pipelined in one round trip) in a loop of sequential requests
+   from redis-py; then the whole ``page_windows`` call in process (labels, the round trip, the answer's
+   dict); then ``redis-benchmark`` sending the HMGET alone from one connection (it cannot pipeline two
+   different commands). redis-benchmark reads no password from its environment: the reader's goes on its
+   command line for those seconds (this run's own Redis, whose passwords go with its folder), never printed.
+2. One client, sequential: ``GET /clickstream/api/v1/pages/windows?page=<page>&last=60`` with the admin's JWT
+   (``POST /auth/token``) over one keep-alive connection: the api-server's own time per request, no queueing.
+3. vegeta (``scripts/setup.sh --bench-tools`` builds it with ``go install``, pinned) sends the same request,
+   authenticated (``Authorization: Bearer`` in its targets file, written 0600), at each ``--rates`` for
+   ``--duration-s`` after a warm-up, rotating over every page; p50, p99 and max come from
+   ``vegeta report -type=json``, errors are the non-2xx answers (and transport errors), with a sample.
+
+Target: p99 <= 5 ms at 200 requests/s with no errors (Feast's tuned Python feature server reports a p99 of
+4.6 ms). The other rate is reported beside it, with no target. Everything shares this machine's cores:
+vegeta, the api-server, Redis and the rest of the stack.
+
+``make bench`` runs it with the others; ``python -m bench.run serving`` alone (about 4 minutes), or
+``python -m bench.serving`` with options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from bench import exit_if_missed
+from clickstream import redis_layout
+from clickstream.schema import WINDOW_MS, window_label
+from clickstream.serving.feature_store import FeatureStore
+from clickstream.traffic import TrafficConfig, ground_truth
+from devstack.airflow_api import AirflowApi
+from devstack.paths import DEPS
+from devstack.ports import MONITORING_PORT_VARIABLES, free_port
+from devstack.redis_server import RedisServer
+from devstack.secret_files import write_private
+
+REPO = Path(__file__).resolve().parent.parent
+VEGETA = DEPS / "bin" / "vegeta"
+ROUTE = "/clickstream/api/v1/pages/windows"
+LAST = 60  # windows per read, as the route's default
+RATES = (200, 1000)
+DURATION_S = 30
+TARGET_RATE, TARGET_P99_MS = 200, 5.0
+FEAST_P99_MS = 4.6  # Feast's tuned Python feature server, for comparison
+HISTORY_MIN = 70  # minutes of traffic written to Redis, ending now
+EVENTS_PER_S = 50.0
+# The stack's ports, each moved to a free one (the variables scripts/env.sh and devstack read).
+PORT_VARIABLES = {
+    "kafka": "CLICKSTREAM_KAFKA_PORT",
+    "controller": "CLICKSTREAM_KAFKA_CONTROLLER_PORT",
+    "kafka_internal": "CLICKSTREAM_KAFKA_INTERNAL_PORT",
+    "redis": "CLICKSTREAM_REDIS_PORT",
+    "airflow": "CLICKSTREAM_AIRFLOW_PORT",
+    **MONITORING_PORT_VARIABLES,
+}
+
+
+def percentiles_ms(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": ordered[-1] * 1000, "requests": len(ordered)}
+
+
+def stack_env(state: Path, ports: dict[str, int], api_workers: int | None) -> dict[str, str]:
+    """The environment of a stack in ``state`` on ``ports``: none of the caller's connections or Airflow settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
+    env.update({variable: str(ports[name]) for name, variable in PORT_VARIABLES.items()})
+    env.update(
+        CLICKSTREAM_STATE=str(state),
+        AIRFLOW_HOME=str(state / "airflow"),
+        CLICKSTREAM_TOPOLOGY="single",
+        CLICKSTREAM_AIRFLOW_DB="sqlite",
+        AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[*]", "extra": {"deploy-mode": "client"}}',
+    )
+    smtp_extra = {"disable_tls": True, "disable_ssl": True, "from_email": "airflow@clickstream.local"}
+    env["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
+        {"conn_type": "smtp", "host": "127.0.0.1", "port": ports["smtp"], "extra": smtp_extra}
+    )
+    if api_workers is not None:  # airflow.cfg's [api] workers otherwise
+        env["AIRFLOW__API__WORKERS"] = str(api_workers)
+    return env
+
+
+def devstack(action: str, env: dict[str, str], timeout: float = 400) -> str:
+    result = subprocess.run([sys.executable, "-m", "devstack", action], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=timeout, check=False)  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"`python -m devstack {action}` failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def fill_redis(client: Any, now_ms: int) -> list[str]:
+    """The ground truth of ``HISTORY_MIN`` minutes of traffic ending now, written as absolute counts; its pages,
+    busiest first."""
+    events = int(HISTORY_MIN * 60 * EVENTS_PER_S)
+    config = TrafficConfig(seed=15, start_ms=now_ms - HISTORY_MIN * 60_000, events_per_second=EVENTS_PER_S)
+    truth = ground_truth(config, events)
+    rows = [(page, window, n) for (page, window), n in sorted(truth.window_counts.items())]
+    redis_layout.apply_window_counts(client, rows)
+    totals = truth.page_totals()
+    return sorted(totals, key=lambda page: (-totals[page], page))
+
+
+def redis_floor(reader: Any, pages: list[str], requests: int) -> dict[str, dict[str, float]]:
+    """The read ``page_windows`` sends, alone and inside the whole call, as sequential requests (after a warm-up)."""
+    store = FeatureStore(reader)
+
+    def round_trip(page: str) -> None:
+        now_ms = int(time.time() * 1000)
+        newest = now_ms - now_ms % WINDOW_MS
+        labels = [window_label(newest - i * WINDOW_MS) for i in range(LAST - 1, -1, -1)]
+        pipe = reader.pipeline(transaction=False)
+        pipe.sismember(redis_layout.PAGES_KEY, page)
+        pipe.hmget(redis_layout.count_key(page), labels)
+        started = time.perf_counter()
+        pipe.execute()
+        timings.append(time.perf_counter() - started)
+
+    figures = {}
+    for name, call in (("round_trip", round_trip), ("page_windows", None)):
+        timings: list[float] = []
+        for i in range(requests // 10 + requests):  # the first tenth warms up, unmeasured
+            page = pages[i % len(pages)]
+            if call is not None:
+                call(page)
+            else:
+                started = time.perf_counter()
+                store.page_windows(page, LAST)
+                timings.append(time.perf_counter() - started)
+        figures[name] = percentiles_ms(timings[requests // 10 :])
+    return figures
+
+
+def redis_benchmark(redis_server: RedisServer, page: str, requests: int) -> dict[str, float] | None:
+    """redis-benchmark's HMGET of the 60 labels from one connection: p50, p99 and max from its CSV."""
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        return None
+    now_ms = int(time.time() * 1000)
+    newest = now_ms - now_ms % WINDOW_MS
+    labels = [window_label(newest - i * WINDOW_MS) for i in range(LAST - 1, -1, -1)]
+    password = redis_server.passwords()["reader"]
+    cmd = [binary, "-h", "127.0.0.1", "-p", str(redis_server.port), "--user", "reader", "-a", password,
+           "-c", "1", "-n", str(requests), "--csv", "HMGET", redis_layout.count_key(page), *labels]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    lines = [line for line in result.stdout.splitlines() if line.startswith('"')]
+    if result.returncode != 0 or len(lines) < 2:
+        detail = (result.stdout + result.stderr).replace(password, "***")[-1000:]
+        raise RuntimeError(f"redis-benchmark failed ({result.returncode}): {detail}")
+    header = [h.strip('"') for h in lines[0].split(",")]
+    row = dict(zip(header, (v.strip('"') for v in lines[-1].split(",")), strict=True))
+    return {"p50_ms": float(row["p50_latency_ms"]), "p99_ms": float(row["p99_latency_ms"]),
+            "max_ms": float(row["max_latency_ms"]), "requests": requests, "rps": float(row["rps"])}  # fmt: skip
+
+
+def page_path(page: str) -> str:
+    return f"{ROUTE}?{urllib.parse.urlencode({'page': page, 'last': LAST})}"
+
+
+def sequential_http(port: int, token: str, pages: list[str], requests: int) -> dict[str, Any]:
+    """One client, one keep-alive connection, one request at a time: the api-server's own time per request."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {token}"}
+    timings, codes = [], {}
+    try:
+        for i in range(requests // 10 + requests):
+            started = time.perf_counter()
+            conn.request("GET", page_path(pages[i % len(pages)]), headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if i >= requests // 10:
+                timings.append(time.perf_counter() - started)
+                codes[response.status] = codes.get(response.status, 0) + 1
+    finally:
+        conn.close()
+    return {**percentiles_ms(timings), "status_codes": codes}
+
+
+def write_targets(path: Path, port: int, token: str, pages: list[str]) -> Path:
+    """vegeta's targets, one per page (it rotates over them), each with the JWT; 0600, since it holds the token."""
+    base = f"http://127.0.0.1:{port}"
+    write_private(path, "".join(f"GET {base}{page_path(p)}\nAuthorization: Bearer {token}\n\n" for p in pages))
+    return path
+
+
+def vegeta(*args: str) -> str:
+    return subprocess.run([str(VEGETA), *args], capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def attack(targets: Path, rate: int, duration_s: float, results: Path) -> dict[str, Any]:
+    """``vegeta attack`` at ``rate`` requests/s for ``duration_s``; its JSON report, and a sample of error answers."""
+    cmd = [str(VEGETA), "attack", f"-targets={targets}", f"-rate={rate}/s", f"-duration={duration_s}s",
+           "-timeout=10s", f"-output={results}"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"vegeta attack failed ({done.returncode}): {done.stderr[-2000:]}")
+    report = json.loads(vegeta("report", "-type=json", str(results)))
+    encoded = vegeta("encode", "-to=json", str(results))
+    samples: list[str] = []  # answers that came with a status other than 2xx, and what they said
+    for line in encoded.splitlines():
+        hit = json.loads(line)
+        if hit["code"] == 0 or 200 <= hit["code"] < 300:  # 0: no answer; vegeta's own errors name those
+            continue
+        body = base64.b64decode(hit.get("body") or b"").decode(errors="replace")[:200]
+        sample = f"HTTP {hit['code']}: {body}"
+        if sample not in samples:
+            samples.append(sample)
+        if len(samples) == 3:
+            break
+    codes = {int(code): n for code, n in report.get("status_codes", {}).items()}
+    latencies = report["latencies"]
+    return {
+        "rate": rate,
+        "requests": report["requests"],
+        "throughput": report["throughput"],
+        "p50_ms": latencies["50th"] / 1e6,
+        "p99_ms": latencies["99th"] / 1e6,
+        "max_ms": latencies["max"] / 1e6,
+        "status_codes": codes,
+        "errors": sum(n for code, n in codes.items() if not 200 <= code < 300),  # code 0: no answer at all
+        "error_messages": report.get("errors") or [],
+        "error_samples": samples,
+    }
+
+
+def run(
+    rates: tuple[int, ...] = RATES,
+    duration_s: float = DURATION_S,
+    floor_requests: int = 20_000,
+    sequential_requests: int = 2_000,
+    api_workers: int | None = None,
+) -> dict[str, Any]:
+    if not VEGETA.exists():
+        raise RuntimeError(f"no {VEGETA}: `scripts/setup.sh --bench-tools` builds it (`make bench` runs that)")
+    root = Path(tempfile.mkdtemp(prefix="clickstream-bench-serving-"))
+    try:
+        return measure(root, rates, duration_s, floor_requests, sequential_requests, api_workers)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # the stack's state: its passwords, the token
+
+
+def measure(
+    root: Path,
+    rates: tuple[int, ...],
+    duration_s: float,
+    floor_requests: int,
+    sequential_requests: int,
+    api_workers: int | None,
+) -> dict[str, Any]:
+    ports = {name: free_port() for name in PORT_VARIABLES}
+    state = root / "state"
+    env = stack_env(state, ports, api_workers)
+    print(f"[bench] serving: starting a local stack on free ports (Airflow api-server on {ports['airflow']})",
+          flush=True)  # fmt: skip
+    started = time.monotonic()
+    try:
+        devstack("up", env)
+        print(f"[bench] serving: the stack is up after {time.monotonic() - started:.0f}s", flush=True)
+        return measure_stack(root, state, ports, rates, duration_s, floor_requests, sequential_requests)
+    finally:
+        try:
+            devstack("down", env)
+        except Exception as error:  # the results (or the first error) matter more; say it and go on
+            print(f"[bench] serving: stopping the stack failed: {error}", flush=True)
+
+
+def measure_stack(
+    root: Path,
+    state: Path,
+    ports: dict[str, int],
+    rates: tuple[int, ...],
+    duration_s: float,
+    floor_requests: int,
+    sequential_requests: int,
+) -> dict[str, Any]:
+    redis_server = RedisServer(state / "redis", ports["redis"])
+    pages = fill_redis(redis_server.client("admin"), int(time.time() * 1000))
+    print(f"[bench] serving: Redis holds {HISTORY_MIN} minutes of counts for {len(pages)} pages", flush=True)
+    # The API's own client: the reader's URL, with the serving app's timeouts.
+    import redis
+
+    reader = redis.Redis.from_url(redis_server.url("reader"), socket_timeout=2.0, socket_connect_timeout=2.0)
+    print(f"[bench] serving: the Redis floor, {floor_requests:,} sequential reads each", flush=True)
+    floor = redis_floor(reader, pages, floor_requests)
+    floor["redis_benchmark"] = redis_benchmark(redis_server, pages[0], floor_requests)
+    reader.close()
+
+    api = AirflowApi(ports["airflow"], "admin", airflow_home=state / "airflow")
+    token = api.token()
+    print(f"[bench] serving: {sequential_requests:,} sequential requests through the api-server", flush=True)
+    sequential = sequential_http(ports["airflow"], token, pages, sequential_requests)
+    targets = write_targets(root / "targets.txt", ports["airflow"], token, pages)
+    print("[bench] serving: vegeta warm-up, 5 s at 50 requests/s", flush=True)
+    attack(targets, 50, 5, root / "warmup.bin")
+    loads = []
+    for rate in rates:
+        print(f"[bench] serving: vegeta at {rate:,} requests/s for {duration_s:.0f}s", flush=True)
+        loads.append(attack(targets, rate, duration_s, root / f"rate-{rate}.bin"))
+    return report(floor, sequential, loads, len(pages))
+
+
+def report(floor: dict[str, Any], sequential: dict[str, Any], loads: list[dict[str, Any]], pages: int) -> dict:
+    floor_p99 = floor["round_trip"]["p99_ms"]
+    cores = os.cpu_count()
+    load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
+    print()
+    print(f"Feature serving, GET {ROUTE}?page=<page>&last={LAST} through the api-server as admin (JWT), "
+          f"rotating over {pages} pages, on this machine ({cores} cores, shared by the load generator, the "
+          f"api-server, Redis and the rest of the stack; load average now {load})")  # fmt: skip
+    header = f"{'load':<46} {'requests':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>7} {'p99/floor':>9}"
+    print(header)
+    print("-" * len(header))
+    rows = [
+        ("Redis floor: SISMEMBER+HMGET 60, pipelined", floor["round_trip"], 0),
+        ("FeatureStore.page_windows, in process", floor["page_windows"], 0),
+    ]
+    if floor.get("redis_benchmark"):
+        rows.append(("redis-benchmark HMGET 60, one connection", floor["redis_benchmark"], 0))
+    errors = sum(n for code, n in sequential["status_codes"].items() if not 200 <= code < 300)
+    rows.append(("HTTP, one client, sequential", sequential, errors))
+    rows += [(f"HTTP, vegeta {load['rate']:,} requests/s", load, load["errors"]) for load in loads]
+    for label, figures, errs in rows:
+        print(f"{label:<46} {figures['requests']:>9,} {figures['p50_ms']:>7.2f} {figures['p99_ms']:>7.2f} "
+              f"{figures['max_ms']:>7.2f} {errs:>7,} {figures['p99_ms'] / floor_p99:>9.1f}")  # fmt: skip
+    for load in loads:
+        if load["errors"] or load["error_messages"]:
+            codes = ", ".join(f"{code or 'no answer'}: {n:,}" for code, n in load["status_codes"].items())
+            print(f"errors at {load['rate']:,} requests/s ({codes}), for example:")
+            for message in [*load["error_messages"][:2], *load["error_samples"]]:
+                print(f"  {message[:200]}")
+        if load["throughput"] < 0.95 * load["rate"]:
+            print(f"at {load['rate']:,} requests/s: {load['throughput']:,.0f} successful answers per second")
+    missed = []
+    at_target = next((load for load in loads if load["rate"] == TARGET_RATE), None)
+    if at_target is not None:
+        met = at_target["p99_ms"] <= TARGET_P99_MS and at_target["errors"] == 0
+        print(f"p99 <= {TARGET_P99_MS:g} ms at {TARGET_RATE} requests/s with no errors: "
+              f"{'met' if met else 'MISSED'} (p99 {at_target['p99_ms']:.2f} ms, {at_target['errors']} errors; "
+              f"Feast's tuned Python feature server: p99 {FEAST_P99_MS} ms)")  # fmt: skip
+        if not met:
+            missed.append(f"p99 {at_target['p99_ms']:.2f} ms with {at_target['errors']} errors at {TARGET_RATE} "
+                          f"requests/s (target p99 <= {TARGET_P99_MS:g} ms, no errors)")  # fmt: skip
+    return {"floor": floor, "sequential": sequential, "loads": loads, "missed": missed}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=int, nargs="+", default=list(RATES), help="requests/s, one vegeta run each")
+    parser.add_argument("--duration-s", type=float, default=DURATION_S, help="of each vegeta run")
+    parser.add_argument("--floor-requests", type=int, default=20_000, help="sequential Redis reads per floor row")
+    parser.add_argument("--sequential-requests", type=int, default=2_000, help="sequential HTTP requests")
+    parser.add_argument("--api-workers", type=int, default=None, help="the api-server's workers (airflow.cfg's else)")
+    args = parser.parse_args()
+    exit_if_missed(
+        run(tuple(args.rates), args.duration_s, args.floor_requests, args.sequential_requests, args.api_workers)
+    )
