@@ -58,6 +58,8 @@ from devstack.redis_server import RedisServer
 from devstack.secret_files import write_private
 
 REPO = Path(__file__).resolve().parent.parent
+# The api-server's processes here: one per core (the stack's airflow.cfg runs one, which starts faster).
+SERVING_WORKERS = 2
 VEGETA = DEPS / "bin" / "vegeta"
 ROUTE = "/clickstream/api/v1/pages/windows"
 LAST = 60  # windows per read, as the route's default
@@ -254,7 +256,7 @@ def run(
     duration_s: float = DURATION_S,
     floor_requests: int = 20_000,
     sequential_requests: int = 2_000,
-    api_workers: int | None = None,
+    api_workers: int | None = SERVING_WORKERS,
 ) -> dict[str, Any]:
     if not VEGETA.exists():
         raise RuntimeError(f"no {VEGETA}: `scripts/setup.sh --bench-tools` builds it (`make bench` runs that)")
@@ -375,7 +377,7 @@ if __name__ == "__main__":
     parser.add_argument("--duration-s", type=float, default=DURATION_S, help="of each vegeta run")
     parser.add_argument("--floor-requests", type=int, default=20_000, help="sequential Redis reads per floor row")
     parser.add_argument("--sequential-requests", type=int, default=2_000, help="sequential HTTP requests")
-    parser.add_argument("--api-workers", type=int, default=None, help="the api-server's workers (airflow.cfg's else)")
+    parser.add_argument("--api-workers", type=int, default=SERVING_WORKERS, help="the api-server's worker processes")
     args = parser.parse_args()
     exit_if_missed(
         run(tuple(args.rates), args.duration_s, args.floor_requests, args.sequential_requests, args.api_workers)
