@@ -47,28 +47,22 @@ def _access(method: str) -> Callable[..., Any]:
     return requires_access_dag(method, param_dag_id=DAG_ID)  # type: ignore[arg-type]
 
 
-def _client(conn_id: str) -> Any:
-    """A client for connection ``conn_id`` whose commands time out, after one PING that checks its login."""
+def _client(conn_id: str, asynchronous: bool = False) -> Any:
+    """A client for connection ``conn_id`` (a ``redis.asyncio`` one when ``asynchronous``) whose commands time
+    out, after one PING that checks its login."""
     import redis
-
-    from clickstream.hooks.redis import ClickstreamRedisHook, redis_url
-
-    ClickstreamRedisHook(redis_conn_id=conn_id).get_conn()  # a wrong user or password fails here, saying so
-    conn = ClickstreamRedisHook.get_connection(conn_id)
-    return redis.Redis.from_url(redis_url(conn), socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
-
-
-def _async_client(conn_id: str) -> Any:
-    """:func:`_client`'s ``redis.asyncio`` twin, for the routes answered on the event loop."""
     import redis.asyncio
 
     from clickstream.hooks.redis import ClickstreamRedisHook, redis_url
 
-    ClickstreamRedisHook(redis_conn_id=conn_id).get_conn()  # once per connection id: the login is checked here
-    conn = ClickstreamRedisHook.get_connection(conn_id)
-    return redis.asyncio.Redis.from_url(
-        redis_url(conn), socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
-    )
+    ClickstreamRedisHook(redis_conn_id=conn_id).get_conn()  # a wrong user or password fails here, saying so
+    url = redis_url(ClickstreamRedisHook.get_connection(conn_id))
+    kind = redis.asyncio.Redis if asynchronous else redis.Redis
+    return kind.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+
+
+def _async_client(conn_id: str) -> Any:
+    return _client(conn_id, asynchronous=True)
 
 
 def _json(answer: Any) -> Response:

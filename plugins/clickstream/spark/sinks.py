@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -30,7 +29,8 @@ from clickstream.redis_layout import (
     progress_key,
     read_commit,
 )
-from clickstream.schema import WINDOW_MS, RejectReason, window_label, window_start_ms
+from clickstream.schema import RejectReason, window_label, window_start_ms
+from clickstream.spark.batch_figures import BatchFigures
 from clickstream.spark.checkpoint import KAFKA_INITIAL_OFFSETS, Offsets, parse_offsets
 from clickstream.spark.isolation import (
     FailingRecord,
@@ -357,44 +357,6 @@ def offset_ranges(raw: DataFrame) -> list[OffsetRange]:
         raw.groupBy("topic", "partition").agg(F.min("offset").alias("first"), F.max("offset").alias("last")).collect()
     )
     return sorted(OffsetRange(r.topic, r.partition, r.first, r.last) for r in rows)
-
-
-@dataclass
-class BatchFigures:
-    """What one micro-batch adds, judged against the watermark before it (``watermark_ms``).
-
-    A valid event whose window ended at or before the watermark is late: not counted, nor its user, but
-    its time still moves the watermark on, as Spark's own would. ``users`` holds each open window's
-    users as a dense Redis HyperLogLog.
-    """
-
-    watermark_ms: int
-    records: int = 0
-    views: dict[tuple[str, int], int] = field(default_factory=dict)
-    users: dict[int, bytes] = field(default_factory=dict)
-    dead: int = 0
-    dead_by_window: dict[int, dict[str, int]] = field(default_factory=dict)
-    late: int = 0
-    newest_ms: int | None = None
-
-    @classmethod
-    def of(cls, summary: dict[str, Any], watermark_ms: int) -> BatchFigures:
-        """From :func:`~clickstream.spark.transforms.batch_summary`'s figures."""
-        figures = cls(
-            watermark_ms, summary["records"], dead=sum(summary["invalid"].values()), newest_ms=summary["newest_ms"]
-        )
-        for window in summary.get("invalid_windows", ()):
-            reasons = figures.dead_by_window.setdefault(window["start_ms"], {})
-            for reason, n in window["reasons"].items():
-                reasons[reason] = reasons.get(reason, 0) + n
-        for window in summary["windows"]:
-            start = window["start_ms"]
-            if start + WINDOW_MS > watermark_ms:
-                figures.views.update(((page, start), n) for page, n in window["views"].items())
-                figures.users[start] = window["users"]
-            else:
-                figures.late += sum(window["views"].values())
-        return figures
 
 
 def _ms_to_iso(ms: int) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clickstream.spark.sinks import BatchFigures
+from clickstream.spark.batch_figures import BatchFigures
 
 W0 = 1_750_000_020_000 - 1_750_000_020_000 % 60_000
 W1, W2 = W0 + 60_000, W0 + 120_000
