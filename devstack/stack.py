@@ -8,8 +8,10 @@ and then starts and waits for Airflow's components.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,7 +251,7 @@ class Topology:
                 [airflow, component, *airflow_parts.COMPONENT_OPTIONS.get(component, ())],
                 airflow_parts.api_port() if component == "api-server" else None,
                 airflow_parts.component_healthy(component, since),
-                start_timeout=180,
+                start_timeout=300,
                 autostart=False,
             )
             for component in airflow_parts.COMPONENTS
@@ -351,32 +353,47 @@ def start_programs(names: list[str]) -> None:
 
 
 def log_tail(path: Path, limit: int = 3000) -> str:
+    """The end of a part's log without Java stack frames, so the lines that say what went wrong fit."""
     try:
-        return path.read_text(errors="replace")[-limit:] or "(empty)"
+        text = path.read_text(errors="replace")
     except OSError as error:
         return f"(unreadable: {error})"
+    lines = [line for line in text.splitlines() if not JAVA_FRAME.match(line)]
+    return "\n".join(lines)[-limit:] or "(empty)"
+
+
+JAVA_FRAME = re.compile(r"\s+(at |\.\.\. \d+ more)")
+# Health checks wait on sockets, not CPU: polled side by side, one slow check does not delay the others.
+HEALTH_CHECKS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="health")
 
 
 def wait_healthy(parts: list[Part], started_at: float) -> None:
     """Poll every part until all answer their health check; fail naming the first that does not.
 
     Parts start together under supervisord, so each one's start-up time is measured from the same moment.
+    A part supervisord gave up on (FATAL: it kept exiting) fails at once rather than at its timeout.
     """
-    ready: set[str] = set()
-    while len(ready) < len(parts):
+    waiting = list(parts)
+    while waiting:
+        checks = {part.name: HEALTH_CHECKS.submit(part.healthy) for part in waiting}
         elapsed = time.monotonic() - started_at
-        for part in parts:
-            if part.name in ready:
-                continue
-            if part.healthy():
-                ready.add(part.name)
+        for part in list(waiting):
+            if checks[part.name].result():
+                waiting.remove(part)
                 where = f" on 127.0.0.1:{part.port}" if part.port else ""
                 print(f"[up] {part.name:<22} healthy{where} {time.monotonic() - started_at:.1f}s", flush=True)
-            elif elapsed > part.start_timeout:
+                continue
+            status = ""
+            if elapsed > part.start_timeout or int(elapsed) % 5 == 0:
                 status = supervisorctl("status", part.name).stdout.strip() or "not running"
+            if elapsed > part.start_timeout or " FATAL " in f" {status} ":
+                reason = (
+                    "kept exiting, and supervisord gave up on it"
+                    if "FATAL" in status
+                    else f"did not become healthy within {part.start_timeout:.0f}s"
+                )
                 raise StackError(
-                    f"{part.name} did not become healthy within {part.start_timeout:.0f}s ({status}); "
-                    f"its log {part.log_file} ends:\n{log_tail(part.log_file)}"
+                    f"{part.name} {reason} ({status}); its log {part.log_file} ends:\n{log_tail(part.log_file)}"
                 )
         time.sleep(0.5)
 

@@ -24,7 +24,9 @@ class Part:
     command: list[str]
     port: int | None
     healthy: Callable[[], bool]
-    start_timeout: float = 120
+    # Generous: a cluster's JVMs took two minutes beside a second stack starting on 2 cores. A part that
+    # keeps exiting fails at once (`stack.wait_healthy`), so only a slow or hung one waits this long.
+    start_timeout: float = 240
     stopwaitsecs: int = 30
     # Airflow's components start only once their metadata DB is migrated (see `stack.up`).
     autostart: bool = True

@@ -78,7 +78,9 @@ def test_up_reports_every_node_the_quorum_and_the_workers(cluster_stack: Cluster
 
     def every_broker_up() -> bool:
         series = prometheus_query(cluster_stack.ports["prometheus"], 'up{job="kafka"} == 1')
-        return {s["metric"]["instance"] for s in series} == expected
+        # ... and serves the metrics the alert rules and the dashboard read (the agent scans only their MBeans).
+        partitions = prometheus_query(cluster_stack.ports["prometheus"], "kafka_server_replicamanager_partitioncount")
+        return {s["metric"]["instance"] for s in series} == {s["metric"]["instance"] for s in partitions} == expected
 
     assert wait_until(every_broker_up, 60, interval=2), prometheus_query(cluster_stack.ports["prometheus"], "up")
 

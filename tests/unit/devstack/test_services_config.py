@@ -199,3 +199,16 @@ def test_the_spark_cluster_shares_one_generated_secret_through_private_files_nev
     for command in (master.command(), worker.command()):
         assert secret not in " ".join(command)
         assert "--properties-file" in command
+
+
+def test_a_failed_parts_log_tail_keeps_what_went_wrong_and_drops_java_stack_frames(tmp_path):
+    from devstack.stack import log_tail
+
+    log = tmp_path / "kafka-1.log"
+    frames = "".join(f"\tat com.example.Frame{i}.call(Frame.java:{i})\n" for i in range(200))
+    log.write_text(f"starting\njava.io.IOException: Broken pipe\n{frames}\t... 12 more\nERROR quorum lost: no leader\n")
+    tail = log_tail(log)
+    assert tail.endswith("ERROR quorum lost: no leader")
+    assert "java.io.IOException: Broken pipe" in tail and "starting" in tail
+    assert "Frame" not in tail and "more" not in tail
+    assert log_tail(tmp_path / "missing.log").startswith("(unreadable:")
