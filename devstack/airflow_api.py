@@ -121,6 +121,12 @@ class AirflowApi:
         instances = self.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances")
         return {str(ti["task_id"]): str(ti["state"]) for ti in instances["task_instances"]}
 
+    def task_timings(self, dag_id: str, run_id: str) -> dict[str, float | None]:
+        """Seconds each task instance ran (None while it has not finished), in the order they started."""
+        instances = self.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances")
+        ordered = sorted(instances["task_instances"], key=lambda ti: ti.get("start_date") or "~")
+        return {str(ti["task_id"]): ti.get("duration") for ti in ordered}
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{quote(task_id)}/xcomEntries"
         return self.get(f"{path}/{quote(key)}", deserialize="true")["value"]

@@ -95,6 +95,7 @@ def test_the_pipeline_counts_exactly_on_the_cluster(cluster_stack: ClusterStack)
     # single-node stack: three brokers, a master and two workers beside a parallel suite on 2 cores miss it.
     run_id = api.trigger(PIPELINE, {"exact_totals": True, "repair": False, "freshness_s": 1800})
     state = api.wait_for_run(PIPELINE, run_id, 600)
+    print("task seconds:", json.dumps(api.task_timings(PIPELINE, run_id)))
     assert state == "success", api.task_states(PIPELINE, run_id)
     report = api.xcom(PIPELINE, run_id, "run_spark_batch")
     print(json.dumps({k: v for k, v in report.items() if k != "differences"}))
