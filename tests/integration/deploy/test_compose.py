@@ -17,7 +17,7 @@ from string import Template
 import pytest
 
 from devstack.paths import DEPS
-from devstack.stack import CLUSTER_NODES, SPARK_WORKERS
+from devstack.topology import CLUSTER_NODES, SPARK_WORKERS
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 from devstack.errors import StackError
 from devstack.kafka_broker import KafkaBroker, acl_rules, kafka_cluster_id
 from devstack.redis_server import RedisServer
-from devstack.stack import Topology
 from devstack.supervisor import quote, render
+from devstack.topology import Topology
 
 
 def test_cluster_id_is_16_bytes_of_url_safe_base64():
