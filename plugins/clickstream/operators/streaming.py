@@ -78,8 +78,9 @@ class ClickstreamStreamingOperator(BaseOperator):
         (templated) Default: ``3``.
     :param stall_timeout_s: A job that reports no progress for this many seconds while alive has stalled and
         is restarted. (templated) Default: ``180.0``.
-    :param startup_timeout_s: A query not started this many seconds after launch has stalled.
-        Default: ``300.0``.
+    :param startup_timeout_s: A query that has not started, or not reported its first micro-batch (or that it
+        is idle), this many seconds after launch has stalled: a relaunch's first batch restores the
+        checkpointed state, so it gets this rather than ``stall_timeout_s``. Default: ``300.0``.
     :param poll_interval_s: How often, in seconds, the trigger looks at the job. Default: ``2.0``.
     :param stop_grace_s: How long, in seconds, a requested stop waits for the running batch before the job is
         killed (at most 30 for a stalled job). Default: ``90.0``.

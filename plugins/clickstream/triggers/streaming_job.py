@@ -80,6 +80,14 @@ def assess(
         seen = current[query]
         if seen.get("state") in {"stopped", "failed"}:
             continue  # the job is winding down; its exit comes next
+        if not seen.get("updated_ms") and not seen.get("idle_ms"):
+            # Started, but no batch and no idle report yet: a relaunch's first micro-batch restores the state
+            # from the checkpoint and generates code, which on a busy machine outlasts a stall timeout.
+            if now_ms - launched_ms > startup_timeout_ms:
+                return Verdict(
+                    STALLED, f"{query} has reported no micro-batch {(now_ms - launched_ms) // 1000}s after launch"
+                )
+            continue
         heartbeat = max(_int(seen.get(f)) for f in ("started_ms", "updated_ms", "idle_ms"))
         if now_ms - heartbeat > stall_timeout_ms:
             return Verdict(
@@ -99,7 +107,8 @@ class StreamingJobTrigger(BaseTrigger):
     :param queries: The job's query names. Default: ``("clickstream_counts",)``.
     :param stall_timeout_s: No progress for this many seconds, while alive, is a stall; Redis unreachable for
         as long is one too. Default: ``180.0``.
-    :param startup_timeout_s: A query not started this many seconds after launch is a stall. Default: ``300.0``.
+    :param startup_timeout_s: A query that has not started, or not reported its first micro-batch (or that it
+        is idle), this many seconds after launch is a stall. Default: ``300.0``.
     :param poll_interval_s: How often, in seconds, to look. Default: ``2.0``.
     """
 

@@ -90,7 +90,7 @@ def test_a_killed_and_a_stalled_job_are_restarted_from_the_checkpoint_and_count_
         checkpoint_dir=str(tmp_path / "checkpoint"),
         log_dir=str(tmp_path / "logs"),
         max_offsets_per_trigger=1000,  # many small batches, so there is a "mid-stream" to interrupt
-        stall_timeout_s=30,  # a relaunch restores its checkpoint first: 15 s was too short beside a busy suite
+        stall_timeout_s=30,  # a relaunch's first batch gets startup_timeout_s (300 s) instead
         poll_interval_s=0.5,
         max_restarts=2,
         jars=JARS,

@@ -43,11 +43,25 @@ def test_a_starting_job_is_left_alone_until_its_startup_timeout():
 
 
 def test_progress_and_idle_reports_both_count_as_signs_of_life():
-    progress = {"clickstream_counts": running(updated_ms=LAUNCHED + 100_000), "clickstream_raw": running()}
+    progress = {
+        "clickstream_counts": running(updated_ms=LAUNCHED + 100_000),
+        "clickstream_raw": running(batch_id=0, updated_ms=LAUNCHED + 5_000),
+    }
     verdict = observe(progress=progress, now=LAUNCHED + 120_000)
     assert verdict.status == STALLED and verdict.reason.startswith("clickstream_raw reported no progress for 115s")
     progress["clickstream_raw"] = running(idle_ms=LAUNCHED + 110_000)
     assert observe(progress=progress, now=LAUNCHED + 120_000) is None
+
+
+def test_a_started_query_gets_the_startup_timeout_for_its_first_micro_batch():
+    """A relaunch's first batch restores the checkpointed state: slow, and not a stall until startup_timeout."""
+    progress = {q: running() for q in QUERIES}  # started 5 s after launch, nothing reported since
+    assert observe(progress=progress, now=LAUNCHED + 120_000) is None  # past stall_timeout, within startup
+    verdict = observe(progress=progress, now=LAUNCHED + 301_000)
+    assert verdict.status == STALLED and "has reported no micro-batch 301s after launch" in verdict.reason
+    progress["clickstream_counts"] = running(batch_id=0, updated_ms=LAUNCHED + 20_000)  # its first batch: the
+    verdict = observe(progress=progress, now=LAUNCHED + 81_000)  # stall timeout applies from then on
+    assert verdict.status == STALLED and verdict.reason.startswith("clickstream_counts reported no progress for 61s")
 
 
 def test_progress_left_by_a_previous_run_does_not_count():
