@@ -10,7 +10,8 @@ set +e
 # brokers rather than compute, so the two cores overlap them. Each worker has its own broker, Redis,
 # Spark session and Airflow metadata DB (tests/conftest.py); stacks take free ports. A module runs on one
 # worker, in order: the whole-stack tests share one `make up` that way (tests/integration/test_running_stack.py).
-python -m pytest -n 2 --dist loadscope "$@"
+# Modules go out longest first, as tests/conftest.py orders them, not by xdist's own count of their tests.
+python -m pytest -n 2 --dist loadscope --no-loadscope-reorder "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -47,12 +47,27 @@ from devstack.redis_server import RedisServer  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The two whole-stack modules first, one on each worker: they are the longest units of work (twelve
-    and nine minutes), and started last either would run alone at the end while the other worker idles."""
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in WHOLE_STACK_MODULES)
+    """The longest modules first (scripts/test.sh turns off xdist's own order, by test count): each of the
+    two workers takes the next module as it frees up, so started longest first no worker idles at the end
+    while the other runs a long module alone. Modules not listed are short; they keep their order, last."""
+    items.sort(key=lambda item: -MODULE_SECONDS.get(item.nodeid.split("::")[0], 0))
 
 
-WHOLE_STACK_MODULES = ("tests/integration/test_running_stack.py", "tests/integration/test_cluster_stack.py")
+# Seconds each long module took in a full CI run (pytest --durations), to order them; only the order matters.
+MODULE_SECONDS = {
+    "tests/integration/test_cluster_stack.py": 940,
+    "tests/integration/test_running_stack.py": 900,
+    "tests/integration/clickstream/operators/test_streaming.py": 580,
+    "tests/integration/clickstream/spark/test_streaming_job.py": 510,
+    "tests/dags/test_clickstream_pipeline.py": 270,
+    "tests/integration/clickstream/spark/test_hostile_records.py": 215,
+    "tests/integration/test_local_stack.py": 205,
+    "tests/integration/clickstream/spark/test_batch_reconciler.py": 160,
+    "tests/integration/clickstream/spark/test_redis_loss.py": 125,
+    "tests/integration/clickstream/spark/test_poison_isolation.py": 55,
+    "tests/dags/test_smoke_dag.py": 50,
+    "tests/integration/clickstream/spark/test_transforms.py": 35,
+}
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
