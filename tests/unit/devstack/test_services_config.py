@@ -212,3 +212,21 @@ def test_a_failed_parts_log_tail_keeps_what_went_wrong_and_drops_java_stack_fram
     assert "java.io.IOException: Broken pipe" in tail and "starting" in tail
     assert "Frame" not in tail and "more" not in tail
     assert log_tail(tmp_path / "missing.log").startswith("(unreadable:")
+
+
+def test_supervisorctls_listing_gives_each_programs_state():
+    from devstack.stack import program_states
+
+    listing = (
+        "kafka                            RUNNING   pid 15215, uptime 0:01:49\n"
+        "airflow-api-server               FATAL     Exited too quickly (process log may have details)\n"
+        "spark-worker-1                   BACKOFF   Exited too quickly (process log may have details)\n"
+        "airflow-triggerer                STOPPED   Not started\n"
+    )
+    assert program_states(listing) == {
+        "kafka": "RUNNING",
+        "airflow-api-server": "FATAL",
+        "spark-worker-1": "BACKOFF",
+        "airflow-triggerer": "STOPPED",
+    }
+    assert program_states("") == {}
