@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -149,13 +150,28 @@ def main(argv: list[str] | None = None) -> int:
             log.error("query %s failed: %s", failed[0].name, failed[0].exception())
             return 1
     for q in queries:
+        # Let the micro-batch running now commit, then stop. Behind a backlog the next batch starts at once,
+        # so "no batch running" may never be seen: wait for this batch's progress instead. A batch that
+        # stop() interrupts is not committed; the next start runs it again, and the sink's fence makes
+        # that replay add nothing.
+        running = last_batch_id(q) + 1
         deadline = time.monotonic() + 120
-        while q.isActive and q.status["isTriggerActive"] and time.monotonic() < deadline:
-            time.sleep(0.2)  # let the running micro-batch commit: its offsets and state stay consistent
+        while q.isActive and q.status["isTriggerActive"] and last_batch_id(q) < running:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         q.stop()
     spark.stop()
     log.info("stopped cleanly")
     return 0
+
+
+def last_batch_id(query: Any) -> int:
+    """The id of the query's last completed micro-batch, -1 before its first."""
+    progress = query.lastProgress
+    if progress is None:
+        return -1
+    return int(progress["batchId"] if isinstance(progress, dict) else progress.batchId)
 
 
 if __name__ == "__main__":
