@@ -59,6 +59,7 @@ from devstack.paths import DEPS, VENV_BIN
 from devstack.ports import MONITORING_PORT_VARIABLES, free_port
 from devstack.redis_server import RedisServer
 from devstack.secret_files import write_private
+from devstack.stack import program_states
 
 REPO = Path(__file__).resolve().parent.parent
 # The api-server's processes here: one per core (the stack's airflow.cfg runs one, which starts faster).
@@ -343,7 +344,7 @@ def stop_all_but(state: Path, keep: tuple[str, ...]) -> list[str]:
     """Stop every program of the stack in ``state`` but ``keep`` (its supervisord keeps running); their names."""
     supervisorctl = [str(VENV_BIN / "supervisorctl"), "-c", str(state / "supervisord.conf")]
     listed = subprocess.run([*supervisorctl, "status"], capture_output=True, text=True, check=False).stdout
-    names = [line.split()[0] for line in listed.splitlines() if line.strip() and line.split()[0] not in keep]
+    names = [name for name in program_states(listed) if name not in keep]
     subprocess.run([*supervisorctl, "stop", *names], capture_output=True, text=True, check=True, timeout=300)
     return names
 
