@@ -193,8 +193,10 @@ def down() -> None:
         print("[down] the stack is not running")
         return
     # Airflow first: a scheduler or triggerer still running would restart the Spark job stopped next.
-    supervisorctl("stop", *(f"airflow-{component}" for component in airflow_parts.COMPONENTS))
+    supervisor.stop_together(f"airflow-{component}" for component in airflow_parts.COMPONENTS)
     stop_spark_jobs()
+    # Then the rest at once (supervisord's shutdown would stop them one by one), and supervisord itself.
+    supervisor.stop_together(program_states())
     supervisorctl("shutdown")
     if not wait_until(lambda: not pid_alive(pid), 90, interval=0.5):
         os.kill(pid, signal.SIGKILL)
