@@ -34,6 +34,28 @@ def redis_url(conn: Any) -> str:
     return f"{scheme}://{auth}{conn.host}:{conn.port or 6379}/{int(db or 0)}"
 
 
+DEFAULT_TIMEOUT_S = 5.0  # redis-py 8's own default; before 8 it had none, and `redis>=5` is what we require
+
+
+def client_timeouts(conn: Any) -> dict[str, float]:
+    """The clients' ``socket_timeout`` and ``socket_connect_timeout``: the connection extras of those names,
+    5 s by default. A Redis that hangs (stopped, or behind a network that drops packets) then fails a
+    command, which the callers treat as an outage, instead of blocking them for good."""
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    timeouts = {}
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        value = extra.get(name, DEFAULT_TIMEOUT_S)
+        try:
+            timeouts[name] = float(value)
+        except (TypeError, ValueError):
+            timeouts[name] = float("nan")
+        if not timeouts[name] > 0:  # also NaN
+            raise ValueError(
+                f"Redis connection {conn.conn_id!r} has extra {name}={value!r}: set it to a number of seconds > 0"
+            )
+    return timeouts
+
+
 def refused(conn: Any, error: Exception) -> AirflowException:
     """What to fix when Redis refuses a connection's user: which connection, which user, and why."""
     return AirflowException(
@@ -47,7 +69,8 @@ class ClickstreamRedisHook(RedisHook):
     """The provider's hook plus the pipeline's two other ways in: a URL and an asyncio client.
 
     Each checks its credentials first (one PING), so a wrong user or password fails at once with what to fix.
-    A Redis that does not answer is not judged here: the callers ride out restarts in their own ways.
+    A Redis that does not answer is not judged here: the callers ride out restarts in their own ways. Every
+    client's commands time out (:func:`client_timeouts`), so a hung Redis is an outage to them, not a hang.
     """
 
     def get_conn(self) -> Any:
@@ -56,6 +79,14 @@ class ClickstreamRedisHook(RedisHook):
         if self.redis is not None:  # checked when it was made
             return self.redis
         client = super().get_conn()
+        # The provider passes no timeouts. Its pool makes every connection from these settings, lazily, so
+        # they hold from the first command on (redis-py 8 keeps the originals beside them as orig_*).
+        pool = getattr(client, "connection_pool", None)  # a RedisCluster has one pool per node instead
+        settings = pool.connection_kwargs if pool is not None else {}
+        for name, seconds in client_timeouts(self.get_connection(self.redis_conn_id)).items():
+            settings[name] = seconds
+            if f"orig_{name}" in settings:
+                settings[f"orig_{name}"] = seconds
         try:
             client.ping()
         except (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
@@ -77,7 +108,7 @@ class ClickstreamRedisHook(RedisHook):
         import redis.asyncio
 
         conn = await BaseHook.aget_connection(redis_conn_id)
-        client = redis.asyncio.Redis.from_url(redis_url(conn))
+        client = redis.asyncio.Redis.from_url(redis_url(conn), **client_timeouts(conn))
         try:
             await client.ping()
         except (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError) as exc:

@@ -1,16 +1,21 @@
-"""The streaming trigger rides out a Redis outage, and says so when it lasts longer than a stall."""
+"""The streaming trigger rides out a Redis outage, and says so when it lasts longer than a stall, whether
+Redis is down (refused) or hung (a stopped process: connections open, nothing answers)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
 
 import psutil
 import pytest
+import redis
 
+from clickstream.hooks.redis import ClickstreamRedisHook
 from clickstream.spark_job import SparkJobHandle
 from clickstream.triggers.streaming_job import DIED, STALLED, StreamingJobTrigger
 from devstack.ports import free_port
@@ -80,3 +85,32 @@ def test_a_job_that_died_while_redis_was_down_is_reported_once_redis_is_back(tmp
     event, after_s = asyncio.run(outage_then_back())
     assert event["status"] == DIED, event
     assert after_s < 10
+
+
+def test_a_hung_redis_is_an_outage_to_the_trigger_and_the_hook_not_a_hang(tmp_path, monkeypatch):
+    """SIGSTOP: Redis's socket still accepts, but nothing answers. Without timeouts every read would block for
+    good, and the trigger would never judge the job again, not even its death."""
+    server = RedisServer(tmp_path / "redis", free_port(), persistent=False)
+    server.prepare()
+    monkeypatch.setenv("AIRFLOW_CONN_REDIS_OUTAGE", server.url("writer") + "?socket_timeout=1&socket_connect_timeout=1")
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    with running("redis", server.command(), server.healthy, tmp_path / "redis.log") as redis_process:
+        client = ClickstreamRedisHook(redis_conn_id="redis_outage").get_conn()
+        assert client.ping()
+        os.kill(redis_process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(redis.exceptions.TimeoutError):
+                client.get("clickstream:anything")
+            # Bounded, not instant: redis-py retries a timed-out command (a reconnect and its AUTH time out too).
+            assert time.monotonic() - started < 60
+            started = time.monotonic()
+            event = asyncio.run(asyncio.wait_for(first_event(trigger_for(job, server.port, stall_timeout_s=2)), 60))
+            waited = time.monotonic() - started
+        finally:
+            os.kill(redis_process.pid, signal.SIGCONT)
+            job.kill()
+            job.wait()
+    assert event["status"] == STALLED, event
+    assert event["reason"].startswith("Redis has been unreachable for "), event
+    assert 2 <= waited < 30, waited
