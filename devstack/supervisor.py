@@ -113,13 +113,18 @@ def supervisorctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(VENV_BIN / "supervisorctl"), "-c", str(CONF), *args], capture_output=True, text=True)
 
 
+_NOT_DOWN = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
+
+
 def stop_together(names: Iterable[str], timeout_s: float = 90) -> list[str]:
-    """Stop ``names`` at once and wait until none runs; returns those still running after ``timeout_s``.
+    """Stop ``names`` at once and wait until none runs; returns those still running after ``timeout_s`` (all
+    of them when supervisord stops answering: the caller's shutdown, and its SIGKILL, still follow).
 
     supervisorctl's multi-name stop and supervisord's shutdown stop one program after another. Beside the
     time that adds up, a cluster's last Kafka node then stops without a quorum to shut down through, and
     waits out its whole stopwaitsecs.
     """
+    import http.client
     import xmlrpc.client
 
     from supervisor.xmlrpc import SupervisorTransport
@@ -128,17 +133,24 @@ def stop_together(names: Iterable[str], timeout_s: float = 90) -> list[str]:
         "http://127.0.0.1", transport=SupervisorTransport(None, None, f"unix://{SOCKET}")
     ).supervisor
     names = list(names)
-    for name in names:
+
+    def stop(name: str) -> None:
         # A program that is not running (stopped, exited, fatal) answers with a Fault: nothing to stop.
         with contextlib.suppress(xmlrpc.client.Fault):
             rpc.stopProcess(name, False)  # False: signal it and return, do not wait for it to exit
-    deadline = time.monotonic() + timeout_s
-    while True:
-        running = [
-            info["name"]
-            for info in rpc.getAllProcessInfo()
-            if info["name"] in names and info["statename"] in ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
-        ]
-        if not running or time.monotonic() > deadline:
-            return running
-        time.sleep(0.2)
+
+    try:
+        for name in names:
+            stop(name)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = {info["name"]: info["statename"] for info in rpc.getAllProcessInfo() if info["name"] in names}
+            running = [name for name, state in states.items() if state in _NOT_DOWN]
+            if not running or time.monotonic() > deadline:
+                return running
+            for name in running:  # one that had exited when asked may have been restarted since
+                if states[name] != "STOPPING":
+                    stop(name)
+            time.sleep(0.2)
+    except (OSError, xmlrpc.client.Error, http.client.HTTPException):  # gone, or shutting down, under us
+        return names
