@@ -134,6 +134,12 @@ class BurstProducer:
             )
         return len(topic_meta.partitions)
 
+    def delivery_timeout_s(self) -> float:
+        """librdkafka's delivery timeout in seconds, by either of its names (0: no limit)."""
+        # librdkafka has checked the value already (the Producer refuses one that is not a number of ms).
+        seconds = float(self.config.get("delivery.timeout.ms", self.config["message.timeout.ms"])) / 1000
+        return max(seconds, 0.0)
+
     def send(
         self,
         topic: str,
@@ -150,9 +156,11 @@ class BurstProducer:
         returning. ``truth`` accumulates the ground truth of exactly what was sent. The final flush waits
         ``flush_timeout_s``, by default the delivery timeout and 10 s more: by then librdkafka has given
         every record its verdict, so none is counted failed while a restarted broker could still take it.
+        A delivery timeout of 0 (librdkafka's "no limit") flushes until every record has its verdict.
         """
         if flush_timeout_s is None:
-            flush_timeout_s = int(self.config["message.timeout.ms"]) / 1000 + 10
+            delivery_s = self.delivery_timeout_s()
+            flush_timeout_s = delivery_s + 10 if delivery_s else -1.0  # -1: confluent-kafka's "no limit"
         self.check_topic(topic)
         stats = DeliveryStats()
         latencies = stats._latencies
