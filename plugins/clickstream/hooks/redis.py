@@ -40,7 +40,8 @@ DEFAULT_TIMEOUT_S = 5.0  # redis-py 8's own default; before 8 it had none, and `
 def client_timeouts(conn: Any) -> dict[str, float]:
     """The clients' ``socket_timeout`` and ``socket_connect_timeout``: the connection extras of those names,
     5 s by default. A Redis that hangs (stopped, or behind a network that drops packets) then fails a
-    command, which the callers treat as an outage, instead of blocking them for good."""
+    command, which the callers treat as an outage, instead of blocking them for good. Each attempt gets the
+    timeout; redis-py 8 retries a blocking client's command (up to 10 times), the asyncio clients' not."""
     extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
     timeouts = {}
     for name in ("socket_timeout", "socket_connect_timeout"):
@@ -78,12 +79,14 @@ class ClickstreamRedisHook(RedisHook):
 
         if self.redis is not None:  # checked when it was made
             return self.redis
+        timeouts = client_timeouts(self.get_connection(self.redis_conn_id))  # a bad extra fails before any client
         client = super().get_conn()
         # The provider passes no timeouts. Its pool makes every connection from these settings, lazily, so
-        # they hold from the first command on (redis-py 8 keeps the originals beside them as orig_*).
-        pool = getattr(client, "connection_pool", None)  # a RedisCluster has one pool per node instead
+        # they hold from the first command on (redis-py 8 keeps the originals beside them as orig_*). A
+        # cluster client has a pool per node, made as it is built: it keeps redis-py's defaults.
+        pool = getattr(client, "connection_pool", None)
         settings = pool.connection_kwargs if pool is not None else {}
-        for name, seconds in client_timeouts(self.get_connection(self.redis_conn_id)).items():
+        for name, seconds in timeouts.items():
             settings[name] = seconds
             if f"orig_{name}" in settings:
                 settings[f"orig_{name}"] = seconds
