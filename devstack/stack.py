@@ -196,7 +196,7 @@ def down() -> None:
     supervisor.stop_together(f"airflow-{component}" for component in airflow_parts.COMPONENTS)
     stop_spark_jobs()
     # Then the rest at once (supervisord's shutdown would stop them one by one), and supervisord itself.
-    supervisor.stop_together(program_states())
+    supervisor.stop_together()
     supervisorctl("shutdown")
     if not wait_until(lambda: not pid_alive(pid), 90, interval=0.5):
         os.kill(pid, signal.SIGKILL)

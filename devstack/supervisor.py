@@ -116,9 +116,10 @@ def supervisorctl(*args: str) -> subprocess.CompletedProcess[str]:
 _NOT_DOWN = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
 
 
-def stop_together(names: Iterable[str], timeout_s: float = 90) -> list[str]:
-    """Stop ``names`` at once and wait until none runs; returns those still running after ``timeout_s`` (all
-    of them when supervisord stops answering: the caller's shutdown, and its SIGKILL, still follow).
+def stop_together(names: Iterable[str] | None = None, timeout_s: float = 90) -> list[str]:
+    """Stop ``names`` (every program when None) at once and wait until none runs; returns those still
+    running after ``timeout_s`` (all of those known when supervisord stops answering: the caller's shutdown,
+    and its SIGKILL, still follow).
 
     supervisorctl's multi-name stop and supervisord's shutdown stop one program after another. Beside the
     time that adds up, a cluster's last Kafka node then stops without a quorum to shut down through, and
@@ -132,19 +133,21 @@ def stop_together(names: Iterable[str], timeout_s: float = 90) -> list[str]:
     rpc = xmlrpc.client.ServerProxy(
         "http://127.0.0.1", transport=SupervisorTransport(None, None, f"unix://{SOCKET}")
     ).supervisor
-    names = list(names)
 
     def stop(name: str) -> None:
         # A program that is not running (stopped, exited, fatal) answers with a Fault: nothing to stop.
         with contextlib.suppress(xmlrpc.client.Fault):
             rpc.stopProcess(name, False)  # False: signal it and return, do not wait for it to exit
 
+    wanted = [] if names is None else list(names)
     try:
-        for name in names:
+        if names is None:
+            wanted = [info["name"] for info in rpc.getAllProcessInfo()]
+        for name in wanted:
             stop(name)
         deadline = time.monotonic() + timeout_s
         while True:
-            states = {info["name"]: info["statename"] for info in rpc.getAllProcessInfo() if info["name"] in names}
+            states = {info["name"]: info["statename"] for info in rpc.getAllProcessInfo() if info["name"] in wanted}
             running = [name for name, state in states.items() if state in _NOT_DOWN]
             if not running or time.monotonic() > deadline:
                 return running
@@ -153,4 +156,4 @@ def stop_together(names: Iterable[str], timeout_s: float = 90) -> list[str]:
                     stop(name)
             time.sleep(0.2)
     except (OSError, xmlrpc.client.Error, http.client.HTTPException):  # gone, or shutting down, under us
-        return names
+        return wanted
