@@ -37,15 +37,15 @@ def redis_url(conn: Any) -> str:
 DEFAULT_TIMEOUT_S = 5.0  # redis-py 8's own default; before 8 it had none, and `redis>=5` is what we require
 
 
-def client_timeouts(conn: Any) -> dict[str, float]:
+def client_timeouts(conn: Any, default_s: float = DEFAULT_TIMEOUT_S) -> dict[str, float]:
     """The clients' ``socket_timeout`` and ``socket_connect_timeout``: the connection extras of those names,
-    5 s by default. A Redis that hangs (stopped, or behind a network that drops packets) then fails a
+    ``default_s`` (5 s) when unset. A Redis that hangs (stopped, or behind a network that drops packets) then fails a
     command, which the callers treat as an outage, instead of blocking them for good. Each attempt gets the
     timeout; redis-py 8 retries a blocking client's command (up to 10 times), the asyncio clients' not."""
     extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
     timeouts = {}
     for name in ("socket_timeout", "socket_connect_timeout"):
-        value = extra.get(name, DEFAULT_TIMEOUT_S)
+        value = extra.get(name, default_s)
         try:
             timeouts[name] = float(value)
         except (TypeError, ValueError):

@@ -35,7 +35,9 @@ READER_CONN_ID = "redis_reader"  # read only: the reads can change nothing
 WRITER_CONN_ID = "redis_default"  # the stop request is a write to the control hash
 
 
-REDIS_TIMEOUT_S = 2.0  # a Redis that hangs gets a 503 within this, never a request thread held for good
+# A Redis that hangs gets a 503 within this, never a request thread held for good; the connection's
+# socket_timeout and socket_connect_timeout extras, when set, win (clickstream.hooks.redis.client_timeouts).
+REDIS_TIMEOUT_S = 2.0
 
 
 def _access(method: str) -> Callable[..., Any]:
@@ -53,12 +55,12 @@ def _client(conn_id: str, asynchronous: bool = False) -> Any:
     import redis
     import redis.asyncio
 
-    from clickstream.hooks.redis import ClickstreamRedisHook, redis_url
+    from clickstream.hooks.redis import ClickstreamRedisHook, client_timeouts, redis_url
 
     ClickstreamRedisHook(redis_conn_id=conn_id).get_conn()  # a wrong user or password fails here, saying so
-    url = redis_url(ClickstreamRedisHook.get_connection(conn_id))
+    conn = ClickstreamRedisHook.get_connection(conn_id)
     kind = redis.asyncio.Redis if asynchronous else redis.Redis
-    return kind.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+    return kind.from_url(redis_url(conn), **client_timeouts(conn, default_s=REDIS_TIMEOUT_S))
 
 
 def _async_client(conn_id: str) -> Any:

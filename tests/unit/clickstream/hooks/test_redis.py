@@ -38,6 +38,9 @@ def test_client_timeouts_come_from_the_extra_and_default_to_five_seconds():
     assert client_timeouts(plain) == {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
     tuned = Connection(conn_id="r", uri="redis://h:1/0?socket_timeout=1.5&socket_connect_timeout=30")
     assert client_timeouts(tuned) == {"socket_timeout": 1.5, "socket_connect_timeout": 30.0}
+    # A caller's own default (the serving API's 2 s) applies only where the extra is unset.
+    assert client_timeouts(plain, default_s=2.0) == {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+    assert client_timeouts(tuned, default_s=2.0) == {"socket_timeout": 1.5, "socket_connect_timeout": 30.0}
 
 
 @pytest.mark.parametrize("value", ["soon", "0", "-1", "nan"])
