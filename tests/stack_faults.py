@@ -240,7 +240,8 @@ def kill_triggerer_and_restart_scheduler(run: FaultedStack) -> None:
 def kill_kafka_for_20s(run: FaultedStack) -> dict:
     """The broker down for 20 s; then it must serve again within the producer's delivery timeout.
 
-    Its restart recovers the logs of an unclean shutdown: on a loaded machine that has taken over 100 s.
+    Its restart recovers the logs of an unclean shutdown: on a loaded machine a broker still refused
+    connections over a minute after its start.
     """
     run.kill_part("kafka")
     time.sleep(20)

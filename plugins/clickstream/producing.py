@@ -36,7 +36,8 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "queue.buffering.max.kbytes": 262_144,
     # A record that cannot be delivered fails within this bound instead of being retried forever. Five
     # minutes (librdkafka's own default) rides out a broker restart, which idempotence keeps exact: a
-    # restart after a crash recovers the broker's logs first, and on a loaded host that took over 100 s.
+    # restart after a crash recovers the broker's logs first, and on a loaded host it still refused
+    # connections over a minute after its start.
     "message.timeout.ms": 300_000,
     "socket.connection.setup.timeout.ms": 10_000,
 }

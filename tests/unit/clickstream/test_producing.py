@@ -23,7 +23,6 @@ def test_the_delivery_timeout_by_either_name(config, seconds):
     assert BurstProducer({**SERVERS, **config}).delivery_timeout_s() == seconds
 
 
-
 def test_a_delivery_timeout_that_is_not_a_number_is_refused_when_the_producer_is_made():
     with pytest.raises(KafkaException, match=r"message\.timeout\.ms"):
         BurstProducer({**SERVERS, "message.timeout.ms": "soon"})
