@@ -30,7 +30,8 @@ from clickstream.defaults import RECONCILER_GROUP_PREFIX, RETENTION_MINUTES
 from clickstream.kafka_security import kafka_options
 from clickstream.reconcile import reconcile
 from clickstream.schema import TOPIC
-from clickstream.spark.transforms import parse_events, tally
+from clickstream.spark.parse import parse_events
+from clickstream.spark.transforms import tally
 
 log = logging.getLogger("clickstream.batch")
 REPORT_MARKER = "CLICKSTREAM_REPORT"

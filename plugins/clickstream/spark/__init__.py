@@ -1,1 +1,1 @@
-"""Spark transforms and sinks of the clickstream pipeline; imported by the applications under include/spark."""
+"""Spark parsing, transforms and sinks of the clickstream pipeline; imported by the applications under include/spark."""

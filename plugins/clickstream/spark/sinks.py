@@ -41,14 +41,8 @@ from clickstream.spark.isolation import (
     short_error,
 )
 from clickstream.spark.metrics import StreamingMetrics
-from clickstream.spark.transforms import (
-    arrival_window,
-    batch_summary,
-    compact,
-    dead_letters,
-    invalid_events,
-    parse_events,
-)
+from clickstream.spark.parse import invalid_events, parse_events
+from clickstream.spark.transforms import arrival_window, batch_summary, compact, dead_letters
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from pyspark.sql import functions as F
 
 from clickstream.schema import InvalidEvent, Validator
-from clickstream.spark.transforms import batch_summary, compact, parse_events
+from clickstream.spark.parse import parse_events
+from clickstream.spark.transforms import batch_summary, compact
 
 pytestmark = pytest.mark.integration
 

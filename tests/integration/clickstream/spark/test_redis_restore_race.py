@@ -19,8 +19,8 @@ from spark_jobs import foreach_batch_query, produce, redis_counts
 from clickstream import redis_layout
 from clickstream.kafka_security import SECURITY_ENV, security_settings
 from clickstream.redis_layout import COUNTS_QUERY
+from clickstream.spark.parse import parse_events
 from clickstream.spark.sinks import PageViewsSink
-from clickstream.spark.transforms import parse_events
 from clickstream.traffic import TrafficConfig, ground_truth
 
 pytestmark = pytest.mark.integration

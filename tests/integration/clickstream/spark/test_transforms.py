@@ -11,7 +11,8 @@ from pyspark.sql import functions as F
 from spark_jobs import dense_hyperloglog
 
 from clickstream.schema import InvalidEvent, validate, window_start_ms
-from clickstream.spark.transforms import batch_summary, compact, dead_letters, invalid_events, parse_events, tally
+from clickstream.spark.parse import invalid_events, parse_events
+from clickstream.spark.transforms import batch_summary, compact, dead_letters, tally
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clickstream import schema
-from clickstream.spark.transforms import parse_spec
+from clickstream.spark.parse import parse_spec
 
 
 def test_the_parser_reads_the_schema_modules_fields_and_versions():
@@ -16,7 +16,7 @@ def test_the_parser_reads_the_schema_modules_fields_and_versions():
 
 def test_a_new_field_or_version_reaches_the_parser(monkeypatch):
     extra = schema.FieldSpec("campaign", (str, type(None)), False, "string", "marketing campaign")
-    monkeypatch.setattr("clickstream.spark.transforms.FIELDS", (*schema.FIELDS, extra))
-    monkeypatch.setattr("clickstream.spark.transforms.SUPPORTED_VERSIONS", frozenset({1, 2}))
+    monkeypatch.setattr("clickstream.spark.parse.FIELDS", (*schema.FIELDS, extra))
+    monkeypatch.setattr("clickstream.spark.parse.SUPPORTED_VERSIONS", frozenset({1, 2}))
     spec = parse_spec()
     assert spec.startswith("versions=1,2;depth=32;") and spec.endswith(";campaign:string|null:optional")
