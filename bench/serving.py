@@ -36,7 +36,6 @@ vegeta, the api-server, Redis and the rest of the stack.
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
 import json
 import os
@@ -49,22 +48,20 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from bench import exit_if_missed
+from bench import exit_if_missed, vegeta
 from clickstream import redis_layout
 from clickstream.schema import WINDOW_MS, window_label
 from clickstream.serving.feature_store import FeatureStore
 from clickstream.traffic import TrafficConfig, ground_truth
 from devstack.airflow_api import AirflowApi
-from devstack.paths import DEPS, VENV_BIN
+from devstack.paths import VENV_BIN
 from devstack.ports import MONITORING_PORT_VARIABLES, free_port
 from devstack.redis_server import RedisServer
-from devstack.secret_files import write_private
 from devstack.stack import program_states
 
 REPO = Path(__file__).resolve().parent.parent
 # The api-server's processes here: one per core (the stack's airflow.cfg runs one, which starts faster).
 SERVING_WORKERS = 2
-VEGETA = DEPS / "bin" / "vegeta"
 ROUTE = "/clickstream/api/v1/pages/windows"
 LAST = 60  # windows per read, as the route's default
 RATES = (200, 1000)
@@ -211,49 +208,7 @@ def sequential_http(port: int, token: str, pages: list[str], requests: int) -> d
 
 def write_targets(path: Path, port: int, token: str, pages: list[str]) -> Path:
     """vegeta's targets, one per page (it rotates over them), each with the JWT; 0600, since it holds the token."""
-    base = f"http://127.0.0.1:{port}"
-    write_private(path, "".join(f"GET {base}{page_path(p)}\nAuthorization: Bearer {token}\n\n" for p in pages))
-    return path
-
-
-def vegeta(*args: str) -> str:
-    return subprocess.run([str(VEGETA), *args], capture_output=True, text=True, timeout=120, check=True).stdout
-
-
-def attack(targets: Path, rate: int, duration_s: float, results: Path) -> dict[str, Any]:
-    """``vegeta attack`` at ``rate`` requests/s for ``duration_s``; its JSON report, and a sample of error answers."""
-    cmd = [str(VEGETA), "attack", f"-targets={targets}", f"-rate={rate}/s", f"-duration={duration_s}s",
-           "-timeout=10s", f"-output={results}"]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 120, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"vegeta attack failed ({done.returncode}): {done.stderr[-2000:]}")
-    report = json.loads(vegeta("report", "-type=json", str(results)))
-    encoded = vegeta("encode", "-to=json", str(results))
-    samples: list[str] = []  # answers that came with a status other than 2xx, and what they said
-    for line in encoded.splitlines():
-        hit = json.loads(line)
-        if hit["code"] == 0 or 200 <= hit["code"] < 300:  # 0: no answer; vegeta's own errors name those
-            continue
-        body = base64.b64decode(hit.get("body") or b"").decode(errors="replace")[:200]
-        sample = f"HTTP {hit['code']}: {body}"
-        if sample not in samples:
-            samples.append(sample)
-        if len(samples) == 3:
-            break
-    codes = {int(code): n for code, n in report.get("status_codes", {}).items()}
-    latencies = report["latencies"]
-    return {
-        "rate": rate,
-        "requests": report["requests"],
-        "throughput": report["throughput"],
-        "p50_ms": latencies["50th"] / 1e6,
-        "p99_ms": latencies["99th"] / 1e6,
-        "max_ms": latencies["max"] / 1e6,
-        "status_codes": codes,
-        "errors": sum(n for code, n in codes.items() if not 200 <= code < 300),  # code 0: no answer at all
-        "error_messages": report.get("errors") or [],
-        "error_samples": samples,
-    }
+    return vegeta.write_targets(path, f"http://127.0.0.1:{port}", [page_path(p) for p in pages], token)
 
 
 def run(
@@ -263,8 +218,7 @@ def run(
     sequential_requests: int = 2_000,
     api_workers: int | None = SERVING_WORKERS,
 ) -> dict[str, Any]:
-    if not VEGETA.exists():
-        raise RuntimeError(f"no {VEGETA}: `scripts/setup.sh --bench-tools` builds it (`make bench` runs that)")
+    vegeta.require()
     root = Path(tempfile.mkdtemp(prefix="clickstream-bench-serving-"))
     try:
         return measure(root, rates, duration_s, floor_requests, sequential_requests, api_workers)
@@ -324,19 +278,19 @@ def measure_stack(
     sequential = sequential_http(ports["airflow"], token, pages, sequential_requests)
     targets = write_targets(root / "targets.txt", ports["airflow"], token, pages)
     print("[bench] serving: vegeta warm-up, 5 s at 50 requests/s", flush=True)
-    attack(targets, 50, 5, root / "warmup.bin")
+    vegeta.attack(targets, 50, 5, root / "warmup.bin")
     loads = []
     for rate in rates:
         print(f"[bench] serving: vegeta at {rate:,} requests/s for {duration_s:.0f}s", flush=True)
-        loads.append({**attack(targets, rate, duration_s, root / f"rate-{rate}.bin"), "beside": "stack"})
+        loads.append({**vegeta.attack(targets, rate, duration_s, root / f"rate-{rate}.bin"), "beside": "stack"})
     # Then as a serving deployment runs: the api-server on cores it does not share with a scheduler, a
     # triggerer, a DAG processor, Kafka and the monitoring parts.
     stopped = stop_all_but(state, keep=("redis", "airflow-api-server"))
     print(f"[bench] serving: stopped {', '.join(stopped)}: the api-server and Redis alone", flush=True)
-    attack(targets, 50, 5, root / "warmup-alone.bin")
+    vegeta.attack(targets, 50, 5, root / "warmup-alone.bin")
     for rate in rates:
         print(f"[bench] serving: vegeta at {rate:,} requests/s for {duration_s:.0f}s, alone", flush=True)
-        loads.append({**attack(targets, rate, duration_s, root / f"alone-{rate}.bin"), "beside": "alone"})
+        loads.append({**vegeta.attack(targets, rate, duration_s, root / f"alone-{rate}.bin"), "beside": "alone"})
     return report(floor, sequential, loads, len(pages))
 
 
