@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from airflow.plugins_manager import AirflowPlugin
 
-from clickstream.serving.app import create_app
-from clickstream.serving.ui import BUNDLE, ICON, create_ui_app
+from clickstream.serving.ui import BUNDLE, ICON
 
 SERVING_PREFIX = "/clickstream"
 UI_PREFIX = "/clickstream-ui"
@@ -42,6 +44,36 @@ REACT_APPS = [
 ]
 
 
+class AppOnFirstRequest:
+    """An ASGI app that ``factory`` builds on its first request.
+
+    Airflow loads plugins in every process that runs a task, parses DAG files or serializes them, and in
+    each CLI call; only the api-server serves these apps. Building them imports FastAPI and the
+    api-server's security module, which cost each of those processes one to two seconds here.
+    """
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self.factory = factory
+        self.app: Any = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if self.app is None:  # one event loop per api-server worker: no other request can race this build
+            self.app = self.factory()
+        await self.app(scope, receive, send)
+
+
+def _serving_app() -> Any:
+    from clickstream.serving.app import create_app
+
+    return create_app()
+
+
+def _ui_app() -> Any:
+    from clickstream.serving.ui import create_ui_app
+
+    return create_ui_app()
+
+
 class ClickstreamPlugin(AirflowPlugin):
     """Registers the clickstream package with Airflow: ``airflow plugins`` lists it, the api-server mounts the
     feature-serving API (:mod:`clickstream.serving.app`) under ``/clickstream/api/v1`` and the UI's bundle
@@ -50,7 +82,7 @@ class ClickstreamPlugin(AirflowPlugin):
 
     name = "clickstream"
     fastapi_apps = [
-        {"app": create_app(), "url_prefix": SERVING_PREFIX, "name": "Clickstream feature serving"},
-        {"app": create_ui_app(), "url_prefix": UI_PREFIX, "name": "Clickstream UI"},
+        {"app": AppOnFirstRequest(_serving_app), "url_prefix": SERVING_PREFIX, "name": "Clickstream feature serving"},
+        {"app": AppOnFirstRequest(_ui_app), "url_prefix": UI_PREFIX, "name": "Clickstream UI"},
     ]
     react_apps = REACT_APPS

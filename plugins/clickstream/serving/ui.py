@@ -11,9 +11,10 @@ bundle shows comes from the serving API (:mod:`clickstream.serving.app`), behind
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, HTTPException, status
-from fastapi.responses import FileResponse
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 WWW = Path(__file__).resolve().parent.parent / "www"
 DIST = WWW / "dist"
@@ -29,12 +30,16 @@ def missing_bundle_message(dist: Path = DIST) -> str:
 def create_ui_app(dist: Path = DIST) -> FastAPI:
     """The app serving ``dist`` under ``/static``. The bundle is looked for on each request, so one built
     after the api-server started is served without a restart; until then each request gets a 503 that
-    says how to build it."""
+    says how to build it. (FastAPI is imported here: Airflow loads the plugin, and with it this module, in
+    every process that runs a task or parses DAGs; only the api-server builds the app.)"""
+    from fastapi import FastAPI, HTTPException, status
+    from fastapi.responses import FileResponse
+
     app = FastAPI(title="Clickstream UI", openapi_url=None, docs_url=None, redoc_url=None)
     root = dist.resolve()
 
-    @app.get("/static/{name:path}", include_in_schema=False)
-    def static(name: str) -> FileResponse:
+    @app.get("/static/{name:path}", include_in_schema=False, response_class=FileResponse)
+    def static(name: str):  # returns a FileResponse; a string annotation of it would not resolve here
         if not (root / BUNDLE).is_file():
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, missing_bundle_message(dist))
         path = (root / name).resolve()

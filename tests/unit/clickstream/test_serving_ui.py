@@ -76,3 +76,38 @@ def test_the_bundle_and_the_plugin_agree_on_the_report_route():
 
     source = (Path(__file__).resolve().parents[3] / "plugins/clickstream/www/src/api.ts").read_text()
     assert f'export const REPORT_ROUTE = "{REPORT_ROUTE}";' in source
+
+
+def test_loading_the_plugin_builds_no_app_and_a_mounted_app_is_built_on_its_first_request(dist):
+    """Airflow loads the plugin in every task and DAG-parsing process: FastAPI and the api-server's security
+    module are imported only when a request reaches an app (the api-server)."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c",
+         "import sys, airflow.plugins_manager, clickstream.plugin;"
+         "print(sorted(m for m in ('fastapi', 'airflow.api_fastapi.core_api.security', 'clickstream.serving.app')"
+         " if m in sys.modules))"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert loaded.stdout.strip() == "[]"
+
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from clickstream.plugin import AppOnFirstRequest
+
+    built = []
+
+    def factory():
+        built.append(1)
+        return create_ui_app(dist)
+
+    lazy = AppOnFirstRequest(factory)
+    client = TestClient(Starlette(routes=[Mount("/clickstream-ui", app=lazy)]))
+    assert built == []
+    assert client.get(f"/clickstream-ui/static/{ICON}").status_code == 200
+    assert client.get(f"/clickstream-ui/static/{BUNDLE}").status_code == 200
+    assert client.get("/clickstream-ui/static/nothing.js").status_code == 404
+    assert built == [1]  # built once, on the first request
