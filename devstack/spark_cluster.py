@@ -33,6 +33,16 @@ def spark_class(main_class: str, *args: str) -> list[str]:
     return [str(Path(spark_home) / "bin" / "spark-class"), main_class, *args]
 
 
+def daemon(main_class: str, port: int, ui_port: int, properties_file: Path, *args: str) -> list[str]:
+    """A standalone master's or worker's command: loopback only, its ports, its (0600) properties file."""
+    return spark_class(
+        main_class,
+        *("--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui_port)),
+        *("--properties-file", str(properties_file)),
+        *args,
+    )
+
+
 def master_state(ui_port: int) -> dict[str, Any] | None:
     """The master's own JSON view (status, workers, applications), or None while it does not answer."""
     try:
@@ -87,17 +97,7 @@ class SparkMaster:
         )
 
     def command(self) -> list[str]:
-        return spark_class(
-            "org.apache.spark.deploy.master.Master",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--webui-port",
-            str(self.ui_port),
-            "--properties-file",
-            str(self.properties_file),
-        )
+        return daemon("org.apache.spark.deploy.master.Master", self.port, self.ui_port, self.properties_file)
 
     def state(self) -> dict[str, Any] | None:
         return master_state(self.ui_port)
@@ -131,22 +131,12 @@ class SparkWorker:
         write_private(self.properties_file, self.master.auth.properties())
 
     def command(self) -> list[str]:
-        return spark_class(
+        return daemon(
             "org.apache.spark.deploy.worker.Worker",
-            "--properties-file",
-            str(self.properties_file),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--webui-port",
-            str(self.ui_port),
-            "--cores",
-            str(self.cores),
-            "--memory",
-            self.memory,
-            "--work-dir",
-            str(self.workdir),
+            self.port,
+            self.ui_port,
+            self.properties_file,
+            *("--cores", str(self.cores), "--memory", self.memory, "--work-dir", str(self.workdir)),
             self.master.url,
         )
 
