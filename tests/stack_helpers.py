@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,3 +255,12 @@ def cluster_stack_on_free_ports() -> ClusterStack:
     master = {"conn_type": "spark", "host": "spark://127.0.0.1", "port": ports["spark_master"]}
     env["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps({**master, "extra": {"deploy-mode": "client"}})
     return ClusterStack(ports, single.root, env)
+
+
+def prometheus_query(port: int, expr: str) -> list[dict]:
+    """An instant query to the stack's Prometheus; its result list (the query must succeed)."""
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return body["data"]["result"]

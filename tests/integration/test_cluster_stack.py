@@ -18,26 +18,25 @@ import re
 import shutil
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from cluster_faults import kill_a_broker_for_30s, kill_a_spark_worker_for_20s, partitions, restart_the_spark_master
 from stack_faults import FaultedStack
-from stack_helpers import CLUSTER_PARTS, REPO, ClusterStack, cluster_stack_on_free_ports, up_and_check
+from stack_helpers import (
+    CLUSTER_PARTS,
+    REPO,
+    ClusterStack,
+    cluster_stack_on_free_ports,
+    prometheus_query,
+    up_and_check,
+)
 
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from devstack.processes import wait_until
 
 pytestmark = pytest.mark.integration
 PIPELINE = "clickstream_pipeline"
-
-
-def prometheus_query(port: int, expr: str) -> list[dict]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)["data"]["result"]
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ from stack_faults import (
     kill_redis_for_30s,
     kill_triggerer_and_restart_scheduler,
 )
-from stack_helpers import REPO, LocalStack, local_stack_on_free_ports, run_demo, up_and_check
+from stack_helpers import REPO, LocalStack, local_stack_on_free_ports, prometheus_query, run_demo, up_and_check
 
 from devstack.airflow_api import AirflowApiError
 from devstack.airflow_parts import passwords, passwords_file
@@ -100,14 +100,6 @@ def sla_emails(maildir: Path) -> list[email.message.EmailMessage]:
         for path in sorted((maildir / "new").glob("*"))
     ]
     return [m for m in messages if str(m["Subject"]).startswith("[Airflow] SLA missed")]  # type: ignore[misc]
-
-
-def prometheus_query(port: int, expr: str) -> list[dict]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body = json.load(response)
-    assert body["status"] == "success", body
-    return body["data"]["result"]
 
 
 def producer_totals(port: int) -> dict[str, float]:
