@@ -3,12 +3,13 @@
 # skipped when a stamp holding the hash of its inputs says it is already done.
 set -euo pipefail
 with_test_tools=0 with_bench_tools=0
-case "${1:-}" in
-  --test-tools) with_test_tools=1 ;;  # also what only the tests need (Docker Compose, to check the compose file)
-  --bench-tools) with_bench_tools=1 ;;  # also what only the benchmarks need (vegeta, the HTTP load generator)
-  "") ;;
-  *) echo "usage: scripts/setup.sh [--test-tools|--bench-tools]" >&2; exit 2 ;;
-esac
+for option in "$@"; do  # each option named is honoured (a second one used to be ignored without a word)
+  case "$option" in
+    --test-tools) with_test_tools=1 ;;  # also what only the tests need (Docker Compose, to check the compose file)
+    --bench-tools) with_bench_tools=1 ;;  # also what only the benchmarks need (vegeta, the HTTP load generator)
+    *) echo "usage: scripts/setup.sh [--test-tools] [--bench-tools]" >&2; exit 2 ;;
+  esac
+done
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$CLICKSTREAM_HOME"
 
