@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devstack.errors import StackError
 from devstack.paths import HOME, LOGS, STATE, VENV_BIN
@@ -116,7 +117,23 @@ def supervisorctl(*args: str) -> subprocess.CompletedProcess[str]:
 _NOT_DOWN = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
 
 
-def stop_together(names: Iterable[str] | None = None, timeout_s: float = 90) -> list[str]:
+def _rpc(socket: Path) -> Any:
+    """supervisord's XML-RPC interface (``supervisor.*``) over its unix socket."""
+    import xmlrpc.client
+
+    from supervisor.xmlrpc import SupervisorTransport
+
+    return xmlrpc.client.ServerProxy(
+        "http://127.0.0.1", transport=SupervisorTransport(None, None, f"unix://{socket}")
+    ).supervisor
+
+
+def program_names(socket: Path = SOCKET) -> list[str]:
+    """Every program supervisord at ``socket`` knows, whatever its state."""
+    return [info["name"] for info in _rpc(socket).getAllProcessInfo()]
+
+
+def stop_together(names: Iterable[str] | None = None, timeout_s: float = 90, socket: Path = SOCKET) -> list[str]:
     """Stop ``names`` (every program when None) at once and wait until none runs; returns those still
     running after ``timeout_s`` (all of those known when supervisord stops answering: the caller's shutdown,
     and its SIGKILL, still follow).
@@ -128,11 +145,7 @@ def stop_together(names: Iterable[str] | None = None, timeout_s: float = 90) -> 
     import http.client
     import xmlrpc.client
 
-    from supervisor.xmlrpc import SupervisorTransport
-
-    rpc = xmlrpc.client.ServerProxy(
-        "http://127.0.0.1", transport=SupervisorTransport(None, None, f"unix://{SOCKET}")
-    ).supervisor
+    rpc = _rpc(socket)
 
     def stop(name: str) -> None:
         # A program that is not running (stopped, exited, fatal) answers with a Fault: nothing to stop.
@@ -142,7 +155,7 @@ def stop_together(names: Iterable[str] | None = None, timeout_s: float = 90) -> 
     wanted = [] if names is None else list(names)
     try:
         if names is None:
-            wanted = [info["name"] for info in rpc.getAllProcessInfo()]
+            wanted = program_names(socket)
         for name in wanted:
             stop(name)
         deadline = time.monotonic() + timeout_s
