@@ -19,7 +19,8 @@ minutes later and with Spark beside the measurement.
    (``POST /auth/token``) over one keep-alive connection: the api-server's own time per request, no queueing.
 3. vegeta (``scripts/setup.sh --bench-tools`` builds it with ``go install``, pinned) sends the same request,
    authenticated (``Authorization: Bearer`` in its targets file, written 0600), at each ``--rates`` for
-   ``--duration-s`` after a warm-up, rotating over every page; p50, p99 and max come from
+   ``--duration-s`` after a warm-up, once the api-server has worked off what the previous load left queued
+   (:func:`wait_until_drained`), rotating over every page; p50, p99 and max come from
    ``vegeta report -type=json``, errors are the non-2xx answers (and transport errors), with a sample.
 4. The same loads again with every other program of the stack stopped (scheduler, triggerer, DAG processor,
    Kafka, the monitoring parts): the api-server and Redis alone, as a deployment that serves features gives
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import shutil
@@ -53,11 +55,10 @@ from clickstream import redis_layout
 from clickstream.schema import WINDOW_MS, window_label
 from clickstream.serving.feature_store import FeatureStore
 from clickstream.traffic import TrafficConfig, ground_truth
+from devstack import supervisor
 from devstack.airflow_api import AirflowApi
-from devstack.paths import VENV_BIN
 from devstack.ports import MONITORING_PORT_VARIABLES, free_port
 from devstack.redis_server import RedisServer
-from devstack.stack import program_states
 
 REPO = Path(__file__).resolve().parent.parent
 # The api-server's processes here: one per core (the stack's airflow.cfg runs one, which starts faster).
@@ -206,6 +207,35 @@ def sequential_http(port: int, token: str, pages: list[str], requests: int) -> d
     return {**percentiles_ms(timings), "status_codes": codes}
 
 
+def wait_until_drained(port: int, token: str, pages: list[str], baseline_ms: float, timeout_s: float = 180) -> float:
+    """Wait until the api-server answers as fast as it did with nothing queued; the seconds it took.
+
+    Requests that vegeta gave up on are still worked off by the api-server (a closed connection does not
+    cancel them): a load measured right after an overload would measure that backlog. Each probe opens a
+    connection of its own, so that every worker process gets probed, not only the one a keep-alive
+    connection is stuck to. Drained means 20 probes in a row each answered within five times
+    ``baseline_ms`` (the one-client median)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    recent: list[float] = []
+    started = time.monotonic()
+    for page in itertools.cycle(pages):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            sent = time.perf_counter()
+            conn.request("GET", page_path(page), headers=headers)
+            conn.getresponse().read()
+            recent = [*recent[-19:], (time.perf_counter() - sent) * 1000]
+        finally:
+            conn.close()
+        if len(recent) == 20 and max(recent) <= 5 * baseline_ms:
+            break
+        if time.monotonic() - started > timeout_s:
+            raise SystemExit(f"the api-server was still slow {timeout_s:.0f}s after the last load (slowest of "
+                             f"the last 20 requests {max(recent):.1f} ms, {baseline_ms:.1f} ms idle)")  # fmt: skip
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
 def write_targets(path: Path, port: int, token: str, pages: list[str]) -> Path:
     """vegeta's targets, one per page (it rotates over them), each with the JWT; 0600, since it holds the token."""
     return vegeta.write_targets(path, f"http://127.0.0.1:{port}", [page_path(p) for p in pages], token)
@@ -280,26 +310,32 @@ def measure_stack(
     print("[bench] serving: vegeta warm-up, 5 s at 50 requests/s", flush=True)
     vegeta.attack(targets, 50, 5, root / "warmup.bin")
     loads = []
+
+    def attack(rate: int, beside: str) -> None:
+        drained_s = wait_until_drained(ports["airflow"], token, pages, sequential["p50_ms"])
+        print(f"[bench] serving: vegeta at {rate:,} requests/s for {duration_s:.0f}s, {BESIDE[beside]} "
+              f"(the api-server idle after {drained_s:.1f}s)", flush=True)  # fmt: skip
+        loads.append({**vegeta.attack(targets, rate, duration_s, root / f"{beside}-{rate}.bin"), "beside": beside})
+
     for rate in rates:
-        print(f"[bench] serving: vegeta at {rate:,} requests/s for {duration_s:.0f}s", flush=True)
-        loads.append({**vegeta.attack(targets, rate, duration_s, root / f"rate-{rate}.bin"), "beside": "stack"})
+        attack(rate, "stack")
     # Then as a serving deployment runs: the api-server on cores it does not share with a scheduler, a
     # triggerer, a DAG processor, Kafka and the monitoring parts.
     stopped = stop_all_but(state, keep=("redis", "airflow-api-server"))
     print(f"[bench] serving: stopped {', '.join(stopped)}: the api-server and Redis alone", flush=True)
     vegeta.attack(targets, 50, 5, root / "warmup-alone.bin")
     for rate in rates:
-        print(f"[bench] serving: vegeta at {rate:,} requests/s for {duration_s:.0f}s, alone", flush=True)
-        loads.append({**vegeta.attack(targets, rate, duration_s, root / f"alone-{rate}.bin"), "beside": "alone"})
+        attack(rate, "alone")
     return report(floor, sequential, loads, len(pages))
 
 
 def stop_all_but(state: Path, keep: tuple[str, ...]) -> list[str]:
     """Stop every program of the stack in ``state`` but ``keep`` (its supervisord keeps running); their names."""
-    supervisorctl = [str(VENV_BIN / "supervisorctl"), "-c", str(state / "supervisord.conf")]
-    listed = subprocess.run([*supervisorctl, "status"], capture_output=True, text=True, check=False).stdout
-    names = [name for name in program_states(listed) if name not in keep]
-    subprocess.run([*supervisorctl, "stop", *names], capture_output=True, text=True, check=True, timeout=300)
+    socket = state / supervisor.SOCKET.name
+    names = [name for name in supervisor.program_names(socket) if name not in keep]
+    still_running = supervisor.stop_together(names, socket=socket)
+    if still_running:
+        raise SystemExit(f"could not stop {', '.join(still_running)} for the api-server-alone loads")
     return names
 
 
