@@ -188,20 +188,25 @@ def page_path(page: str) -> str:
     return f"{ROUTE}?{urllib.parse.urlencode({'page': page, 'last': LAST})}"
 
 
+def timed_get(conn: http.client.HTTPConnection, token: str, page: str) -> tuple[float, int]:
+    """One authenticated ``GET`` of ``page``'s windows over ``conn``: its seconds and status."""
+    started = time.perf_counter()
+    conn.request("GET", page_path(page), headers={"Authorization": f"Bearer {token}"})
+    response = conn.getresponse()
+    response.read()
+    return time.perf_counter() - started, response.status
+
+
 def sequential_http(port: int, token: str, pages: list[str], requests: int) -> dict[str, Any]:
     """One client, one keep-alive connection, one request at a time: the api-server's own time per request."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Authorization": f"Bearer {token}"}
     timings, codes = [], {}
     try:
         for i in range(requests // 10 + requests):
-            started = time.perf_counter()
-            conn.request("GET", page_path(pages[i % len(pages)]), headers=headers)
-            response = conn.getresponse()
-            response.read()
+            seconds, status = timed_get(conn, token, pages[i % len(pages)])
             if i >= requests // 10:
-                timings.append(time.perf_counter() - started)
-                codes[response.status] = codes.get(response.status, 0) + 1
+                timings.append(seconds)
+                codes[status] = codes.get(status, 0) + 1
     finally:
         conn.close()
     return {**percentiles_ms(timings), "status_codes": codes}
@@ -215,16 +220,12 @@ def wait_until_drained(port: int, token: str, pages: list[str], baseline_ms: flo
     connection of its own, so that every worker process gets probed, not only the one a keep-alive
     connection is stuck to. Drained means 20 probes in a row each answered within five times
     ``baseline_ms`` (the one-client median)."""
-    headers = {"Authorization": f"Bearer {token}"}
     recent: list[float] = []
     started = time.monotonic()
     for page in itertools.cycle(pages):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         try:
-            sent = time.perf_counter()
-            conn.request("GET", page_path(page), headers=headers)
-            conn.getresponse().read()
-            recent = [*recent[-19:], (time.perf_counter() - sent) * 1000]
+            recent = [*recent[-19:], timed_get(conn, token, page)[0] * 1000]
         finally:
             conn.close()
         if len(recent) == 20 and max(recent) <= 5 * baseline_ms:
