@@ -26,12 +26,15 @@ from spark_jobs import all_counts
 from stack_helpers import LocalStack
 
 from clickstream import redis_layout
+from clickstream.producer_cli import EXIT_INTERRUPTED
 from clickstream.schema import window_label
 from clickstream.traffic import TrafficConfig, ground_truth
 from devstack.processes import wait_until
 from devstack.stack import log_tail
 
 RATE = 1000  # events/s from the producer CLI
+MAX_PRODUCER_S = 1800
+AFTER_FAULT_S = 10.0  # the producer sends on this long after a fault is over, then is stopped
 
 
 def drivers(checkpoint: Path) -> list[psutil.Process]:
@@ -52,7 +55,7 @@ def drivers(checkpoint: Path) -> list[psutil.Process]:
 class Producer:
     """The producer CLI in the background, its ground truth rebuilt from the config it reports."""
 
-    def __init__(self, env: dict[str, str], duration_s: float, seed: int, log: Path) -> None:
+    def __init__(self, env: dict[str, str], seed: int, log: Path) -> None:
         self.log = log
         self.proc = subprocess.Popen(
             [
@@ -63,8 +66,8 @@ class Producer:
                 "kafka_default",
                 "--rps",
                 str(RATE),
-                "--duration",
-                str(duration_s),
+                "--duration",  # a bound in case the test dies; it is stopped with Ctrl-C (SIGINT) well before
+                str(MAX_PRODUCER_S),
                 "--seed",
                 str(seed),
                 "--json",
@@ -88,9 +91,11 @@ class Producer:
             assert time.monotonic() < deadline, f"the producer delivered nothing within {timeout:.0f}s"
             time.sleep(0.5)
 
-    def truth(self, timeout: float) -> tuple[Counter, dict]:
+    def stop_and_truth(self, timeout: float) -> tuple[Counter, dict]:
+        """Ctrl-C, as a user stops it: it stops sending, waits for every delivery report, prints its summary."""
+        self.proc.send_signal(signal.SIGINT)
         out, _ = self.proc.communicate(timeout=timeout)
-        assert self.proc.returncode == 0, out + self.log.read_text()[-3000:]
+        assert self.proc.returncode == EXIT_INTERRUPTED, out + self.log.read_text()[-3000:]
         summary = json.loads(out.strip().splitlines()[-1])
         delivery, digest = summary["delivery"], summary["ground_truth"]
         assert delivery["delivered"] == delivery["sent"] == digest["count"], delivery
@@ -177,12 +182,16 @@ class FaultedStack:
             self.most_drivers = max(self.most_drivers, len(self.drivers()))
             time.sleep(0.3)
 
-    def inject(self, name: str, duration_s: float, fault: Callable[[FaultedStack], dict | None], seed: int) -> None:
-        """``fault`` while the producer sends for ``duration_s``; then Redis must equal the ground truth."""
-        producer = Producer(self.env, duration_s, seed, self.stack.root / f"producer-{seed}.log")
+    def inject(
+        self, name: str, fault: Callable[[FaultedStack], dict | None], seed: int, after_s: float = AFTER_FAULT_S
+    ) -> None:
+        """``fault`` while the producer sends, which goes on ``after_s`` past the fault's end; then Redis must
+        equal the ground truth."""
+        producer = Producer(self.env, seed, self.stack.root / f"producer-{seed}.log")
         producer.wait_delivering()  # mid-stream
         details = fault(self) or {}  # what the fault saw: leaders, ISRs, executors before and after
-        truth, sent = producer.truth(timeout=duration_s + 360)  # its delivery timeout is 300 s
+        time.sleep(after_s)  # events that arrive after the recovery too
+        truth, sent = producer.stop_and_truth(timeout=360)  # its delivery timeout is 300 s
         self.truth.update(truth)
         recovered_s = wait_until_exact(self.client, self.truth, timeout=240)
         cells = all_counts(self.client)

@@ -153,9 +153,9 @@ def test_node_failures_on_the_cluster_lose_and_double_count_nothing(cluster_stac
     run.start_streaming_job()
     assert wait_until(lambda: run.stack.master_state().get("activeapps"), 120, interval=1)  # type: ignore[attr-defined]
     started = time.monotonic()
-    run.inject("Kafka node SIGKILLed, back after 30 s", 70, kill_a_broker_for_30s, seed=201)
-    run.inject("Spark worker SIGKILLed, back after 20 s", 60, kill_a_spark_worker_for_20s, seed=202)
-    run.inject("Spark master restarted", 40, restart_the_spark_master, seed=203)
+    run.inject("Kafka node SIGKILLed, back after 30 s", kill_a_broker_for_30s, seed=201)
+    run.inject("Spark worker SIGKILLed, back after 20 s", kill_a_spark_worker_for_20s, seed=202)
+    run.inject("Spark master restarted", restart_the_spark_master, seed=203)
     print(f"\nnode failures took {time.monotonic() - started:.0f}s")
     run.check_counts_and_drivers()
     run.stop_streaming_job()

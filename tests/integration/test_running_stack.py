@@ -455,7 +455,7 @@ def test_the_clickstream_view_and_a_run_report_in_a_real_browser_show_what_redis
 def test_faults_on_the_running_stack_lose_and_double_count_nothing(local_stack: LocalStack):
     run = FaultedStack(local_stack)
     run.start_streaming_job()
-    run.inject("driver SIGKILLed 3 times", 60, kill_driver_three_times, seed=101)
+    run.inject("driver SIGKILLed 3 times", kill_driver_three_times, seed=101)
     watched = [d.pid for d in run.drivers()]
     # The streaming job is the stack's too (Airflow starts it detached, outside supervisord): loopback only.
     job = [proc for driver in run.drivers() for proc in (driver, *driver.children(recursive=True))]
@@ -464,13 +464,13 @@ def test_faults_on_the_running_stack_lose_and_double_count_nothing(local_stack: 
     ]
     assert job_sockets, "the streaming job listens on nothing: is it running?"
     assert all(loopback(c.laddr.ip) for c in job_sockets), [f"{c.laddr.ip}:{c.laddr.port}" for c in job_sockets]
-    run.inject("triggerer SIGKILLed, scheduler restarted", 40, kill_triggerer_and_restart_scheduler, seed=102)
+    run.inject("triggerer SIGKILLed, scheduler restarted", kill_triggerer_and_restart_scheduler, seed=102)
     # The same job ran on throughout: the new triggerer took over watching it; nothing relaunched it.
     assert [d.pid for d in run.drivers()] == watched
-    run.inject("Kafka broker SIGKILLed, back after 20 s", 40, kill_kafka_for_20s, seed=103)
-    run.inject("Redis SIGKILLed, back after 30 s", 50, kill_redis_for_30s, seed=104)
-    # Long enough that events still arrive after the restore: the job finds the gap when its next batch runs.
-    run.inject("Redis back with less than it acknowledged", 90, bring_redis_back_with_less, seed=105)
+    run.inject("Kafka broker SIGKILLed, back after 20 s", kill_kafka_for_20s, seed=103)
+    run.inject("Redis SIGKILLed, back after 30 s", kill_redis_for_30s, seed=104)
+    # Events still arrive after the restore (inject's after_s): the job finds the gap when its next batch runs.
+    run.inject("Redis back with less than it acknowledged", bring_redis_back_with_less, seed=105)
     recounts = run.spark_log_lines("recounting batches")
     print("recounts:", recounts)
     assert recounts, "the job did not notice the batches Redis lost"
