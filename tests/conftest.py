@@ -28,12 +28,6 @@ os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
 os.environ["AIRFLOW_CONFIG"] = str(REPO / "airflow_home" / "airflow.cfg")
 os.environ.setdefault("CLICKSTREAM_AIRFLOW_PORT", "8080")
 (_SESSION_DIR / "airflow" / "plugins").mkdir(parents=True)
-# Tests start dozens of short-lived Spark JVMs (the session's, every spark-submit, the stacks' jobs), which
-# spend much of their CPU compiling code they run for seconds: the client compiler alone and the serial
-# collector save about a third of it on two cores. What the jobs compute is the same; bench/ measures
-# Spark's speed with its defaults.
-os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
-os.environ.setdefault("SPARK_LAUNCHER_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 # Connections come from the fixtures below, never from the caller's environment.
 for _name in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
     del os.environ[_name]
@@ -44,6 +38,14 @@ from devstack.paths import SPARK_JARS_DIR  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
 from devstack.processes import running  # noqa: E402
 from devstack.redis_server import RedisServer  # noqa: E402
+from devstack.spark_class_archive import TEST_JVM_OPTIONS, archive_options  # noqa: E402
+
+# Tests start dozens of short-lived Spark JVMs (the session's, every spark-submit, the stacks' jobs), which
+# spend much of their CPU compiling code they run for seconds, and loading and verifying classes: the client
+# compiler alone, the serial collector and the class-data archive `make setup` wrote for the tests save
+# about half of it on two cores. What the jobs compute is the same; bench/ measures Spark with its defaults.
+os.environ.setdefault("SPARK_SUBMIT_OPTS", " ".join([TEST_JVM_OPTIONS, *archive_options()]))
+os.environ.setdefault("SPARK_LAUNCHER_OPTS", TEST_JVM_OPTIONS)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
