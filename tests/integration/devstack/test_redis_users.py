@@ -9,6 +9,10 @@ import pytest
 import redis
 
 from clickstream.hooks.redis import ClickstreamRedisHook
+from devstack.ports import free_port
+from devstack.processes import running
+from devstack.redis_server import RedisServer
+from devstack.stack import log_tail
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +95,26 @@ def test_a_wrong_password_fails_the_hook_at_once_naming_the_connection_and_the_u
         assert "refused connection 'redis_wrong' as user 'reader'" in message
         assert "Set the connection's login and password" in message
         assert "not-the-password" not in message
+
+
+def test_what_the_writers_scripts_and_transactions_wrote_survives_a_crash_of_the_stack_redis(tmp_path):
+    """The stack's Redis replays its append-only file as the default user, which is off. Redis 7.0 re-checks
+    each replayed MULTI/EXEC against that user's rules (redis/redis#14541): with none, every transaction and
+    script effect was dropped on restart, the counts and the batch fence with them."""
+    server = RedisServer(tmp_path / "redis", free_port(), persistent=True)
+    server.prepare()
+    log = tmp_path / "redis.log"
+    with running("redis", server.command(), server.healthy, log, timeout=30) as first:
+        writer = server.client("writer")
+        writer.eval(SCRIPT, 1, "click_count:/script")  # its effects go to the file as MULTI/EXEC
+        writer.pipeline().hincrby("click_count:/home", "2026-12-01T00:00", 3).hset(
+            "clickstream:commit:q", "batch_id", 7
+        ).execute()  # a transaction, as the progress hash is reset
+        time.sleep(1.5)  # appendfsync everysec
+        before = {key: server.client("admin").hgetall(key) for key in server.client("admin").keys("*")}
+        first.kill()  # SIGKILL, as a crash
+        first.wait()
+    with running("redis", server.command(), server.healthy, log, timeout=30):
+        admin = server.client("admin")
+        after = {key: admin.hgetall(key) for key in admin.keys("*")}
+    assert before == after and len(after) == 3, (before, after, log_tail(log))
