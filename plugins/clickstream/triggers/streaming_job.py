@@ -110,6 +110,11 @@ class StreamingJobTrigger(BaseTrigger):
     :param startup_timeout_s: A query that has not started, or not reported its first micro-batch (or that it
         is idle), this many seconds after launch is a stall. Default: ``300.0``.
     :param poll_interval_s: How often, in seconds, to look. Default: ``2.0``.
+    :param settle_s: No event fires sooner than this many seconds after the trigger starts. A task resumed
+        sooner can be failed by Airflow's scheduler, which may read the deferring worker's exit only after the
+        resume and take it for the resumed task's death (apache/airflow#67287 and #72716; Airflow 3.3.2 has
+        them, the fixes are not released). A job that dies at once is restarted that much later. Default:
+        ``10.0``.
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class StreamingJobTrigger(BaseTrigger):
         stall_timeout_s: float = 180.0,
         startup_timeout_s: float = 300.0,
         poll_interval_s: float = 2.0,
+        settle_s: float = 10.0,
     ) -> None:
         super().__init__()
         self.job = dict(job)
@@ -128,6 +134,7 @@ class StreamingJobTrigger(BaseTrigger):
         self.stall_timeout_s = stall_timeout_s
         self.startup_timeout_s = startup_timeout_s
         self.poll_interval_s = poll_interval_s
+        self.settle_s = settle_s
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -139,11 +146,13 @@ class StreamingJobTrigger(BaseTrigger):
                 "stall_timeout_s": self.stall_timeout_s,
                 "startup_timeout_s": self.startup_timeout_s,
                 "poll_interval_s": self.poll_interval_s,
+                "settle_s": self.settle_s,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         handle = SparkJobHandle.from_dict(self.job)
+        started = time.monotonic()
         client = await ClickstreamRedisHook.async_client(self.redis_conn_id)
         unreachable_since: float | None = None
         last_said = 0.0
@@ -182,6 +191,9 @@ class StreamingJobTrigger(BaseTrigger):
                     )
                 if verdict is not None:
                     self.log.info("Streaming job %s: %s (%s)", handle.pid, verdict.status, verdict.reason)
+                    settling = self.settle_s - (time.monotonic() - started)
+                    if settling > 0:  # see settle_s: let the scheduler see the deferring worker's exit first
+                        await asyncio.sleep(settling)
                     yield TriggerEvent(
                         {
                             "status": verdict.status,

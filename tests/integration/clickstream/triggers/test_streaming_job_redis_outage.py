@@ -1,5 +1,6 @@
 """The streaming trigger rides out a Redis outage, and says so when it lasts longer than a stall, whether
-Redis is down (refused) or hung (a stopped process: connections open, nothing answers)."""
+Redis is down (refused) or hung (a stopped process: connections open, nothing answers); and it fires no
+event before its settle time."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from devstack.redis_server import RedisServer
 pytestmark = pytest.mark.integration
 
 
-def trigger_for(proc: subprocess.Popen, redis_port: int, stall_timeout_s: float) -> StreamingJobTrigger:
+def trigger_for(
+    proc: subprocess.Popen, redis_port: int, stall_timeout_s: float, settle_s: float = 0.0
+) -> StreamingJobTrigger:
     handle = SparkJobHandle(
         pid=proc.pid,
         create_time=psutil.Process(proc.pid).create_time(),
@@ -39,6 +42,7 @@ def trigger_for(proc: subprocess.Popen, redis_port: int, stall_timeout_s: float)
         stall_timeout_s=stall_timeout_s,
         startup_timeout_s=600,
         poll_interval_s=0.2,
+        settle_s=settle_s,
     )
 
 
@@ -114,3 +118,20 @@ def test_a_hung_redis_is_an_outage_to_the_trigger_and_the_hook_not_a_hang(tmp_pa
     assert event["status"] == STALLED, event
     assert event["reason"].startswith("Redis has been unreachable for "), event
     assert 2 <= waited < 30, waited
+
+
+def test_a_job_dead_at_once_is_reported_only_after_the_settle_time(tmp_path, monkeypatch):
+    """Airflow's scheduler can fail a task resumed within seconds of deferring (apache/airflow#67287)."""
+    server = RedisServer(tmp_path / "redis", free_port(), persistent=False)
+    server.prepare()
+    monkeypatch.setenv("AIRFLOW_CONN_REDIS_OUTAGE", server.url("writer"))
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    with running("redis", server.command(), server.healthy, tmp_path / "redis.log"):
+        trigger = trigger_for(job, server.port, stall_timeout_s=60, settle_s=3)
+        job.kill()
+        job.wait()
+        started = time.monotonic()
+        event = asyncio.run(asyncio.wait_for(first_event(trigger), 30))
+        waited = time.monotonic() - started
+    assert event["status"] == DIED
+    assert 3 <= waited < 8, waited
