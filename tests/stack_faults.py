@@ -182,15 +182,13 @@ class FaultedStack:
             self.most_drivers = max(self.most_drivers, len(self.drivers()))
             time.sleep(0.3)
 
-    def inject(
-        self, name: str, fault: Callable[[FaultedStack], dict | None], seed: int, after_s: float = AFTER_FAULT_S
-    ) -> None:
-        """``fault`` while the producer sends, which goes on ``after_s`` past the fault's end; then Redis must
-        equal the ground truth."""
+    def inject(self, name: str, fault: Callable[[FaultedStack], dict | None], seed: int) -> None:
+        """``fault`` while the producer sends, which goes on ``AFTER_FAULT_S`` past the fault's end; then Redis
+        must equal the ground truth."""
         producer = Producer(self.env, seed, self.stack.root / f"producer-{seed}.log")
         producer.wait_delivering()  # mid-stream
         details = fault(self) or {}  # what the fault saw: leaders, ISRs, executors before and after
-        time.sleep(after_s)  # events that arrive after the recovery too
+        time.sleep(AFTER_FAULT_S)  # events that arrive after the recovery too
         truth, sent = producer.stop_and_truth(timeout=360)  # its delivery timeout is 300 s
         self.truth.update(truth)
         recovered_s = wait_until_exact(self.client, self.truth, timeout=240)

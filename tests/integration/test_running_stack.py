@@ -469,7 +469,7 @@ def test_faults_on_the_running_stack_lose_and_double_count_nothing(local_stack: 
     assert [d.pid for d in run.drivers()] == watched
     run.inject("Kafka broker SIGKILLed, back after 20 s", kill_kafka_for_20s, seed=103)
     run.inject("Redis SIGKILLed, back after 30 s", kill_redis_for_30s, seed=104)
-    # Events still arrive after the restore (inject's after_s): the job finds the gap when its next batch runs.
+    # Events still arrive after the restore (stack_faults.AFTER_FAULT_S): the job finds the gap at its next batch.
     run.inject("Redis back with less than it acknowledged", bring_redis_back_with_less, seed=105)
     recounts = run.spark_log_lines("recounting batches")
     print("recounts:", recounts)

@@ -111,7 +111,8 @@ def test_what_the_writers_scripts_and_transactions_wrote_survives_a_crash_of_the
             "clickstream:commit:q", "batch_id", 7
         ).execute()  # a transaction, as the progress hash is reset
         time.sleep(1.5)  # appendfsync everysec
-        before = {key: server.client("admin").hgetall(key) for key in server.client("admin").keys("*")}
+        admin = server.client("admin")
+        before = {key: admin.hgetall(key) for key in admin.keys("*")}
         first.kill()  # SIGKILL, as a crash
         first.wait()
     with running("redis", server.command(), server.healthy, log, timeout=30):
