@@ -8,6 +8,8 @@ authorizer gives each only what ``include/kafka/acls.template`` grants.
 from __future__ import annotations
 
 import base64
+import os
+import shlex
 import subprocess
 import time
 import uuid
@@ -35,6 +37,12 @@ PIPELINE_TOPICS = {
     "dead_letters": "clickstream-events-dlq",
     "smoke": "clickstream-smoke",
 }
+
+
+def performance_options() -> list[str]:
+    """The JVM's collector and compiler options: ``KAFKA_JVM_PERFORMANCE_OPTS`` when set, as Kafka's own start
+    scripts read it (the tests give their brokers the client compiler and the serial collector), else G1."""
+    return shlex.split(os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS") or "-XX:+UseG1GC")
 
 
 @dataclass(frozen=True)
@@ -172,7 +180,7 @@ class KafkaBroker:
             "java",
             f"-Xms{self.heap}",
             f"-Xmx{self.heap}",
-            "-XX:+UseG1GC",
+            *performance_options(),
             *self.jvm_options,
             f"-Dlog4j2.configurationFile={HOME / 'include/kafka/log4j2.yaml'}",
             "-cp",

@@ -44,8 +44,15 @@ from devstack.spark_class_archive import TEST_JVM_OPTIONS, archive_options  # no
 # spend much of their CPU compiling code they run for seconds, and loading and verifying classes: the client
 # compiler alone, the serial collector and the class-data archive `make setup` wrote for the tests save
 # about half of it on two cores. What the jobs compute is the same; bench/ measures Spark with its defaults.
-os.environ.setdefault("SPARK_SUBMIT_OPTS", " ".join([TEST_JVM_OPTIONS, *archive_options()]))
+# The same two options go to every other JVM a test starts, through each one's own variable: the brokers
+# (Kafka's KAFKA_JVM_PERFORMANCE_OPTS), the standalone master and workers (SPARK_DAEMON_JAVA_OPTS) and their
+# executors (two spark.executor.* properties the drivers read from their system properties).
+_EXECUTOR_OPTIONS = [f"-Dspark.executor.{key}JavaOptions={option}" for key, option in
+                     zip(("default", "extra"), TEST_JVM_OPTIONS.split(), strict=True)]  # fmt: skip
+os.environ.setdefault("SPARK_SUBMIT_OPTS", " ".join([TEST_JVM_OPTIONS, *archive_options(), *_EXECUTOR_OPTIONS]))
 os.environ.setdefault("SPARK_LAUNCHER_OPTS", TEST_JVM_OPTIONS)
+os.environ.setdefault("SPARK_DAEMON_JAVA_OPTS", TEST_JVM_OPTIONS)
+os.environ.setdefault("KAFKA_JVM_PERFORMANCE_OPTS", TEST_JVM_OPTIONS)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -230,3 +230,13 @@ def test_supervisorctls_listing_gives_each_programs_state():
         "airflow-triggerer": "STOPPED",
     }
     assert program_states("") == {}
+
+
+def test_broker_jvm_options_are_g1_unless_kafkas_own_variable_says_otherwise(tmp_path, monkeypatch):
+    broker = KafkaBroker(tmp_path, 9092, 9093, 9094)
+    monkeypatch.delenv("KAFKA_JVM_PERFORMANCE_OPTS", raising=False)
+    assert "-XX:+UseG1GC" in broker.java("kafka.Kafka")
+    monkeypatch.setenv("KAFKA_JVM_PERFORMANCE_OPTS", "-XX:TieredStopAtLevel=1  -XX:+UseSerialGC")
+    command = broker.java("kafka.Kafka")
+    assert "-XX:+UseG1GC" not in command
+    assert command[command.index("-XX:TieredStopAtLevel=1") + 1] == "-XX:+UseSerialGC"
