@@ -43,10 +43,32 @@ REDIS_TIMEOUT_S = 2.0
 def _access(method: str) -> Callable[..., Any]:
     """The api-server's own check of ``method`` on the pipeline DAG: 401 without a valid token, 403 without
     the right. (Imported when the app is built, which is wherever the plugin loads; it only runs in the
-    api-server.)"""
-    from airflow.api_fastapi.core_api.security import requires_access_dag
+    api-server.)
 
-    return requires_access_dag(method, param_dag_id=DAG_ID)  # type: ignore[arg-type]
+    Without multi-team mode this is ``requires_access_dag``'s check made async: the same ``get_user`` (the
+    JWT, its signature, expiry and revocation) and the same auth manager's ``is_authorized_dag``, on the
+    event loop. Airflow's own dependency is sync, so FastAPI runs it in a thread, and it looks up the DAG's
+    team in the database on every request; a team means nothing without multi-team mode (Airflow's own
+    connection, variable and pool checks skip it then too). The thread hop alone cost the feature read its
+    tail: two threads of one worker wait on each other's GIL for up to its 5 ms switch interval. With
+    multi-team mode on, the check is Airflow's own dependency, team lookup included.
+    """
+    from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+    from airflow.configuration import conf
+
+    if conf.getboolean("core", "multi_team", fallback=False):
+        return requires_access_dag(method, param_dag_id=DAG_ID)  # type: ignore[arg-type]
+
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    details = DagDetails(id=DAG_ID)
+
+    async def requires_access_to_pipeline(user: GetUserDep) -> None:
+        if not get_auth_manager().is_authorized_dag(method=method, details=details, user=user):  # type: ignore[arg-type]
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
+
+    return requires_access_to_pipeline
 
 
 def _client(conn_id: str, asynchronous: bool = False) -> Any:

@@ -34,3 +34,42 @@ def test_every_route_takes_only_its_own_parameters_and_needs_a_login():
     assert parameters("get", f"{API_PREFIX}/dashboard") == {"windows", "top"}
     assert parameters("get", f"{API_PREFIX}/runs") == {"limit"}  # the database session is a dependency
     assert parameters("get", f"{API_PREFIX}/runs/{{run_id}}/report") == {"run_id"}
+
+
+def test_access_is_the_auth_managers_own_decision_made_on_the_event_loop(monkeypatch):
+    """Reads need read access to the pipeline DAG, the stop needs edit access, as SimpleAuthManager's roles
+    grant them; the check is a coroutine (no thread-pool hop) unless multi-team mode needs the DAG's team."""
+    import asyncio
+    import inspect
+
+    from airflow.api_fastapi.app import create_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+    from fastapi import HTTPException
+
+    from clickstream.serving.app import _access
+
+    monkeypatch.setenv(
+        "AIRFLOW__CORE__AUTH_MANAGER", "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+    )
+    monkeypatch.setenv("AIRFLOW__CORE__MULTI_TEAM", "False")
+    create_auth_manager()
+    read, edit = _access("GET"), _access("PUT")
+    assert inspect.iscoroutinefunction(read) and inspect.iscoroutinefunction(edit)
+
+    def allowed(check, role: str) -> bool:
+        try:
+            asyncio.run(check(SimpleAuthManagerUser(username=role, role=role)))
+        except HTTPException as refused:
+            assert (refused.status_code, refused.detail) == (403, "Forbidden")
+            return False
+        return True
+
+    assert [allowed(read, role) for role in ("viewer", "user", "admin")] == [True, True, True]
+    assert [allowed(edit, role) for role in ("viewer", "user", "admin")] == [False, True, True]
+    assert not allowed(read, "")  # a user without a role
+
+    monkeypatch.setenv("AIRFLOW__CORE__MULTI_TEAM", "True")
+    team_aware = _access("GET")
+    assert not inspect.iscoroutinefunction(team_aware)
+    assert team_aware.__qualname__ == requires_access_dag("GET").__qualname__  # Airflow's own, team lookup included
