@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -221,6 +222,30 @@ class FaultedStack:
             str(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["Subject"])
             for p in sorted((self.stack.state / "mail" / "new").glob("*"))
         ]
+
+    def mark_streaming_task_failed(self) -> None:
+        """Mark the deferred task failed, as a user would in the UI: the triggerer stops the job (its trigger's
+        on_kill) and nothing relaunches it."""
+        self._watching.set()
+        path = (
+            f"/api/v2/dags/clickstream_streaming/dagRuns/{urllib.parse.quote(self.run_id)}/taskInstances/stream_clicks"
+        )
+        self.stack.api.patch(path, {"new_state": "failed"})
+        gone = wait_until(lambda: not self.drivers(), 90, interval=1)
+        assert gone, f"the streaming job still runs 90 s after its task was marked failed: {self.drivers()}"
+        logs = (self.stack.state / "airflow" / "logs").rglob("*")
+        said = [
+            line
+            for log in logs
+            if log.is_file() and "clickstream-spark" not in log.parts
+            for line in log.read_text(errors="replace").splitlines()
+            if "stopped by a user" in line
+        ]
+        print("on_kill:", said)
+        assert said, "no log says the trigger's on_kill stopped the job"
+        assert self.stack.api.wait_for_run("clickstream_streaming", self.run_id, 60) == "failed"
+        time.sleep(10)  # a relaunch would come within seconds
+        assert not self.drivers(), "the streaming job was relaunched after its task was marked failed"
 
     def stop_streaming_job(self) -> None:
         """Ask the job to stop as a user would; the run must end in success."""

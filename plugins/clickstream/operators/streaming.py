@@ -166,6 +166,7 @@ class ClickstreamStreamingOperator(BaseOperator):
         self.startup_timeout_s = startup_timeout_s
         self.poll_interval_s = poll_interval_s
         self.stop_grace_s = stop_grace_s
+        self._job: SparkJobHandle | None = None  # the job this process launched, for on_kill
         self.conn_id = conn_id
         self.kafka_config_id = kafka_config_id
         self.redis_conn_id = redis_conn_id
@@ -239,7 +240,7 @@ class ClickstreamStreamingOperator(BaseOperator):
         )
         run_id = str(context.get("run_id", "manual")).replace(":", "_").replace("+", "_")
         log_path = log_dir / self.dag_id / run_id / f"{self.task_id}-launch{attempt}.log"
-        handle = hook.submit_detached(self.application, log_path)
+        handle = self._job = hook.submit_detached(self.application, log_path)
         self.log.info("Streaming job started (pid %d, %s mode); its output: %s", handle.pid, self.mode, log_path)
         return handle
 
@@ -265,6 +266,13 @@ class ClickstreamStreamingOperator(BaseOperator):
         handle = self.launch(context, 0)
         self._record(redis_layout.record_launch, str(context.get("run_id", "manual")))
         self._defer(handle, restarts=0)
+
+    def on_kill(self) -> None:
+        """The task was killed while running here (launching or relaunching the job): stop the job it launched,
+        as the trigger's ``on_kill`` does while the task is deferred."""
+        if self._job is not None and self._job.local:
+            self.log.info("Task killed: stopping the streaming job it launched (pid %d)", self._job.pid)
+            self._job.stop(min(float(self.stop_grace_s), 15.0))
 
     def _record(self, write: Any, *args: Any) -> None:
         """The job's launches and restarts in Redis, for the serving API; a Redis fault here is only logged:

@@ -115,6 +115,10 @@ class StreamingJobTrigger(BaseTrigger):
         resume and take it for the resumed task's death (apache/airflow#67287 and #72716; Airflow 3.3.2 has
         them, the fixes are not released). A job that dies at once is restarted that much later. Default:
         ``10.0``.
+    :param kill_grace_s: When a user marks the deferred task failed or succeeded, or clears it, the job gets
+        this long to finish its running batch after SIGTERM before its process group is killed
+        (:meth:`on_kill`). Keep it within half of the triggerer's ``on_kill_timeout`` (30 s by default).
+        Default: ``15.0``.
     """
 
     def __init__(
@@ -126,6 +130,7 @@ class StreamingJobTrigger(BaseTrigger):
         startup_timeout_s: float = 300.0,
         poll_interval_s: float = 2.0,
         settle_s: float = 10.0,
+        kill_grace_s: float = 15.0,
     ) -> None:
         super().__init__()
         self.job = dict(job)
@@ -135,6 +140,7 @@ class StreamingJobTrigger(BaseTrigger):
         self.startup_timeout_s = startup_timeout_s
         self.poll_interval_s = poll_interval_s
         self.settle_s = settle_s
+        self.kill_grace_s = kill_grace_s
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -147,6 +153,7 @@ class StreamingJobTrigger(BaseTrigger):
                 "startup_timeout_s": self.startup_timeout_s,
                 "poll_interval_s": self.poll_interval_s,
                 "settle_s": self.settle_s,
+                "kill_grace_s": self.kill_grace_s,
             },
         )
 
@@ -208,6 +215,27 @@ class StreamingJobTrigger(BaseTrigger):
                 await asyncio.sleep(self.poll_interval_s)
         finally:
             await client.aclose()
+
+    async def on_kill(self) -> None:
+        """A user marked the deferred task failed or succeeded, or cleared it: stop the job. Left running, it would
+        write counts with nobody watching it, and a rerun of the task would launch a second driver on the same
+        checkpoint. (Not called when the triggerer restarts or hands the trigger to another triggerer.)"""
+        handle = SparkJobHandle.from_dict(self.job)
+        if not handle.local:
+            self.log.warning(
+                "The task was stopped by a user, but its streaming job (pid %d) runs on %s: stop it there",
+                handle.pid,
+                handle.host,
+            )
+            return
+        self.log.info(
+            "The task was stopped by a user: stopping its streaming job (pid %d; SIGTERM, its process group killed "
+            "after %.0fs)",
+            handle.pid,
+            self.kill_grace_s,
+        )
+        stopped = await asyncio.to_thread(handle.stop, self.kill_grace_s)
+        self.log.info("Streaming job %d %s", handle.pid, "stopped" if stopped else "killed: it outlasted its grace")
 
     async def _observe(self, client: Any) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
         pipe = client.pipeline(transaction=False)
