@@ -121,6 +121,11 @@ class AirflowApi:
         instances = self.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances")
         return {str(ti["task_id"]): str(ti["state"]) for ti in instances["task_instances"]}
 
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+        """Mark a task instance ``state`` (e.g. ``failed``), as a user does in the UI."""
+        path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{quote(task_id)}"
+        self.patch(path, {"new_state": state})
+
     def task_timings(self, dag_id: str, run_id: str) -> dict[str, float | None]:
         """Seconds each task instance ran (None while it has not finished), in the order they started."""
         instances = self.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances")

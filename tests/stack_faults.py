@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -213,9 +212,19 @@ class FaultedStack:
             assert row["cells_differing"] == 0 and row["redis_total"] == row["valid_total"], row
         assert self.most_drivers == 1, f"{self.most_drivers} drivers ran on one checkpoint at once"
 
+    def log_lines(self, text: str, folder: str = "") -> list[str]:
+        """The lines holding ``text`` in every file under Airflow's log folder (or its ``folder``)."""
+        logs = (self.stack.state / "airflow" / "logs" / folder).rglob("*")
+        return [
+            line
+            for log in logs
+            if log.is_file()
+            for line in log.read_text(errors="replace").splitlines()
+            if text in line
+        ]
+
     def spark_log_lines(self, text: str) -> list[str]:
-        logs = (self.stack.state / "airflow" / "logs" / "clickstream-spark").rglob("*.log")
-        return [line for log in logs for line in log.read_text(errors="replace").splitlines() if text in line]
+        return self.log_lines(text, "clickstream-spark")
 
     def email_subjects(self) -> list[str]:
         return [
@@ -227,20 +236,10 @@ class FaultedStack:
         """Mark the deferred task failed, as a user would in the UI: the triggerer stops the job (its trigger's
         on_kill) and nothing relaunches it."""
         self._watching.set()
-        path = (
-            f"/api/v2/dags/clickstream_streaming/dagRuns/{urllib.parse.quote(self.run_id)}/taskInstances/stream_clicks"
-        )
-        self.stack.api.patch(path, {"new_state": "failed"})
+        self.stack.api.set_task_state("clickstream_streaming", self.run_id, "stream_clicks", "failed")
         gone = wait_until(lambda: not self.drivers(), 90, interval=1)
         assert gone, f"the streaming job still runs 90 s after its task was marked failed: {self.drivers()}"
-        logs = (self.stack.state / "airflow" / "logs").rglob("*")
-        said = [
-            line
-            for log in logs
-            if log.is_file() and "clickstream-spark" not in log.parts
-            for line in log.read_text(errors="replace").splitlines()
-            if "stopped by a user" in line
-        ]
+        said = self.log_lines("stopped by a user")
         print("on_kill:", said)
         assert said, "no log says the trigger's on_kill stopped the job"
         assert self.stack.api.wait_for_run("clickstream_streaming", self.run_id, 60) == "failed"

@@ -22,7 +22,15 @@ from clickstream.redis_layout import CONTROL_KEY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from clickstream.spark.checkpoint import COUNTS_CHECKPOINT, stuck_batch
 from clickstream.spark_job import SparkJobHandle, missing_application
-from clickstream.triggers.streaming_job import DIED, FAILED, FINISHED, STALLED, STOP_REQUESTED, StreamingJobTrigger
+from clickstream.triggers.streaming_job import (
+    DIED,
+    FAILED,
+    FINISHED,
+    KILL_GRACE_S,
+    STALLED,
+    STOP_REQUESTED,
+    StreamingJobTrigger,
+)
 
 BOUNDED, LONG_RUNNING = "bounded", "long_running"
 
@@ -272,7 +280,7 @@ class ClickstreamStreamingOperator(BaseOperator):
         as the trigger's ``on_kill`` does while the task is deferred."""
         if self._job is not None and self._job.local:
             self.log.info("Task killed: stopping the streaming job it launched (pid %d)", self._job.pid)
-            self._job.stop(min(float(self.stop_grace_s), 15.0))
+            self._job.stop(min(float(self.stop_grace_s), KILL_GRACE_S))
 
     def _record(self, write: Any, *args: Any) -> None:
         """The job's launches and restarts in Redis, for the serving API; a Redis fault here is only logged:

@@ -98,6 +98,11 @@ def assess(
     return None
 
 
+# How long a job stopped by a user's action gets to finish its batch before it is killed: within half of the
+# triggerer's on_kill_timeout (30 s by default), since killing and reaping may take as long again.
+KILL_GRACE_S = 15.0
+
+
 class StreamingJobTrigger(BaseTrigger):
     """Fires one event when the streaming job needs attention; see :func:`assess` for the rules.
 
@@ -117,8 +122,7 @@ class StreamingJobTrigger(BaseTrigger):
         ``10.0``.
     :param kill_grace_s: When a user marks the deferred task failed or succeeded, or clears it, the job gets
         this long to finish its running batch after SIGTERM before its process group is killed
-        (:meth:`on_kill`). Keep it within half of the triggerer's ``on_kill_timeout`` (30 s by default).
-        Default: ``15.0``.
+        (:meth:`on_kill`). Default: :data:`KILL_GRACE_S`.
     """
 
     def __init__(
@@ -130,7 +134,7 @@ class StreamingJobTrigger(BaseTrigger):
         startup_timeout_s: float = 300.0,
         poll_interval_s: float = 2.0,
         settle_s: float = 10.0,
-        kill_grace_s: float = 15.0,
+        kill_grace_s: float = KILL_GRACE_S,
     ) -> None:
         super().__init__()
         self.job = dict(job)

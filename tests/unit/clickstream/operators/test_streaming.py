@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import psutil
+from job_processes import handle_of, job_process
+
 from clickstream.operators.streaming import ClickstreamStreamingOperator
 
 
@@ -16,3 +19,15 @@ def test_each_topic_gets_its_own_default_checkpoint(monkeypatch, tmp_path):
     assert operator(topic="events-a")._checkpoint() == str(tmp_path / "clickstream" / "checkpoint-events-a")
     assert operator(topic="events-a")._checkpoint() != operator(topic="events-b")._checkpoint()
     assert operator(topic="events-a", checkpoint_dir="/data/ckpt")._checkpoint() == "/data/ckpt"
+
+
+def test_a_task_killed_while_it_launches_stops_the_job_it_launched():
+    """The worker-side on_kill: the job this process launched gets SIGTERM (here it stops at once)."""
+    proc = job_process(ignores_sigterm=False)
+    task = operator()
+    task.on_kill()  # nothing launched yet: nothing to stop
+    assert proc.poll() is None
+    task._job = handle_of(proc)  # as launch() keeps it
+    task.on_kill()
+    assert not psutil.pid_exists(proc.pid)
+    assert proc.stdout is not None and proc.stdout.read() == "term\n"

@@ -6,14 +6,13 @@ import asyncio
 import importlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import psutil
+from job_processes import handle_of, job_process
 
-from clickstream.spark_job import JobProcess, SparkJobHandle
+from clickstream.spark_job import JobProcess
 from clickstream.triggers.streaming_job import (
     DIED,
     FAILED,
@@ -125,32 +124,10 @@ def test_on_another_host_the_queries_states_decide():
     assert observe(process=elsewhere, progress=quiet, now=LAUNCHED + 70_000).status == STALLED
 
 
-def _job_process(ignores_sigterm: bool) -> subprocess.Popen:
-    """A real process in a session of its own, as spark-submit is started; it says when it is set up, and
-    when SIGTERM reaches it (unless it ignores it)."""
-    handler = "signal.SIG_IGN" if ignores_sigterm else "lambda *_: (print('term', flush=True), sys.exit(0))"
-    code = f"import signal, sys, time; signal.signal(signal.SIGTERM, {handler}); print('up', flush=True); time.sleep(9)"
-    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline() == "up\n"
-    return proc
-
-
-def _trigger_for(proc: subprocess.Popen, host: str | None = None) -> StreamingJobTrigger:
-    job = SparkJobHandle(
-        pid=proc.pid,
-        create_time=psutil.Process(proc.pid).create_time(),
-        log_path="",
-        launched_ms=LAUNCHED,
-        application="streaming_job.py",
-        host=host or socket.gethostname(),
-    )
-    return StreamingJobTrigger(job=job.to_dict(), kill_grace_s=2.0)
-
-
 def _stop_as_a_user(proc: subprocess.Popen) -> tuple[float, str]:
     """The trigger's on_kill on ``proc``'s job: how long it took, and what the process printed after 'up'."""
     started = time.monotonic()
-    asyncio.run(_trigger_for(proc).on_kill())
+    asyncio.run(StreamingJobTrigger(job=handle_of(proc).to_dict(), kill_grace_s=2.0).on_kill())
     elapsed = time.monotonic() - started
     assert not psutil.pid_exists(proc.pid)  # gone, and reaped (the handle reaps a child of its own process)
     assert proc.stdout is not None
@@ -159,16 +136,16 @@ def _stop_as_a_user(proc: subprocess.Popen) -> tuple[float, str]:
 
 def test_a_user_stopping_the_deferred_task_stops_the_job_it_watches():
     """on_kill: SIGTERM first; a job that ignores it loses its whole process group after the grace."""
-    elapsed, said = _stop_as_a_user(_job_process(ignores_sigterm=False))
+    elapsed, said = _stop_as_a_user(job_process(ignores_sigterm=False))
     assert said == "term\n" and elapsed < 2.0  # stopped through its own SIGTERM handler, within the grace
-    elapsed, said = _stop_as_a_user(_job_process(ignores_sigterm=True))
+    elapsed, said = _stop_as_a_user(job_process(ignores_sigterm=True))
     assert said == "" and elapsed >= 2.0  # killed once the grace ran out
 
 
 def test_a_job_on_another_host_is_not_signalled_here():
-    proc = _job_process(ignores_sigterm=False)
+    proc = job_process(ignores_sigterm=False)
     try:
-        asyncio.run(_trigger_for(proc, host="another-host").on_kill())
+        asyncio.run(StreamingJobTrigger(job=handle_of(proc, host="another-host").to_dict()).on_kill())
         assert proc.poll() is None  # this host's pid says nothing about a process over there
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
