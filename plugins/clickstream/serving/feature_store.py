@@ -11,6 +11,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from clickstream import redis_layout
@@ -65,10 +66,10 @@ class FeatureStore:
 
     def page_windows(self, page: str, last: int, now_ms: int | None = None) -> dict[str, Any]:
         """A page's counts in the ``last`` 1-minute windows up to now, oldest first (0 where it had none)."""
-        labels = page_window_labels(page, last, now_ms)
+        labels, fields = page_window_labels(page, last, now_ms)
         pipe = self.client.pipeline(transaction=False)
         pipe.sismember(redis_layout.PAGES_KEY, page)
-        pipe.hmget(redis_layout.count_key(page), labels)
+        pipe.hmget(redis_layout.count_key(page), fields)
         return page_windows_answer(page, labels, *pipe.execute())
 
     def window(self, label: str) -> dict[str, Any]:
@@ -176,23 +177,31 @@ class FeatureStore:
 async def page_windows_async(client: Any, page: str, last: int, now_ms: int | None = None) -> dict[str, Any]:
     """:meth:`FeatureStore.page_windows` over a ``redis.asyncio`` client: the serving API's hot read, answered
     on the api-server's event loop without a hop to its thread pool."""
-    labels = page_window_labels(page, last, now_ms)
+    labels, fields = page_window_labels(page, last, now_ms)
     pipe = client.pipeline(transaction=False)
     pipe.sismember(redis_layout.PAGES_KEY, page)
-    pipe.hmget(redis_layout.count_key(page), labels)
+    pipe.hmget(redis_layout.count_key(page), fields)
     return page_windows_answer(page, labels, *await pipe.execute())
 
 
-def page_window_labels(page: str, last: int, now_ms: int | None) -> list[str]:
-    """The labels of the ``last`` windows up to ``now_ms``, oldest first, once the parameters are checked."""
+def page_window_labels(page: str, last: int, now_ms: int | None) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
+    """The labels of the ``last`` windows up to ``now_ms``, oldest first, once the parameters are checked;
+    also as the hash fields to ask Redis for."""
     check_page(page)
     check_count(last, "last", MAX_WINDOWS)
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    newest = now_ms - now_ms % WINDOW_MS
-    return [window_label(newest - i * WINDOW_MS) for i in range(last - 1, -1, -1)]
+    return _window_labels(now_ms - now_ms % WINDOW_MS, last)
 
 
-def page_windows_answer(page: str, labels: list[str], known: Any, counts: list[Any]) -> dict[str, Any]:
+@lru_cache(maxsize=16)
+def _window_labels(newest_ms: int, last: int) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
+    """Every read in the same minute asks for the same windows: their labels, and the labels encoded for
+    Redis, are made once per minute and ``last`` instead of on each of the serving API's hot reads."""
+    labels = tuple(window_label(newest_ms - i * WINDOW_MS) for i in range(last - 1, -1, -1))
+    return labels, tuple(label.encode() for label in labels)
+
+
+def page_windows_answer(page: str, labels: tuple[str, ...], known: Any, counts: list[Any]) -> dict[str, Any]:
     if not known:
         raise NotFound(f"no counts for page {page!r}: the pipeline has not seen it (or retention removed it)")
     windows = [{"window": label, "count": int(count or 0)} for label, count in zip(labels, counts, strict=True)]
