@@ -133,6 +133,21 @@ def program_names(socket: Path = SOCKET) -> list[str]:
     return [info["name"] for info in _rpc(socket).getAllProcessInfo()]
 
 
+def process_info(name: str, socket: Path = SOCKET) -> dict[str, Any]:
+    """supervisord's view of program ``name``: ``statename``, ``pid``, ``start``, ..."""
+    return dict(_rpc(socket).getProcessInfo(name))
+
+
+def restart(name: str, socket: Path = SOCKET) -> None:
+    """Stop ``name`` and start it again through supervisord at ``socket``, waiting for each step."""
+    import xmlrpc.client
+
+    rpc = _rpc(socket)
+    with contextlib.suppress(xmlrpc.client.Fault):  # not running: nothing to stop
+        rpc.stopProcess(name, True)
+    rpc.startProcess(name, True)
+
+
 def stop_together(names: Iterable[str] | None = None, timeout_s: float = 90, socket: Path = SOCKET) -> list[str]:
     """Stop ``names`` (every program when None) at once and wait until none runs; returns those still
     running after ``timeout_s`` (all of those known when supervisord stops answering: the caller's shutdown,
