@@ -20,7 +20,7 @@ minutes later and with Spark beside the measurement.
 3. vegeta (``scripts/setup.sh --bench-tools`` builds it with ``go install``, pinned) sends the same request,
    authenticated (``Authorization: Bearer`` in its targets file, written 0600), at each ``--rates`` for
    ``--duration-s`` after a warm-up, once the api-server has worked off what the previous load left queued
-   (:func:`wait_until_drained`), rotating over every page; p50, p99 and max come from
+   (:func:`bench.serving_http.wait_until_drained`), rotating over every page; p50, p99 and max come from
    ``vegeta report -type=json``, errors are the non-2xx answers (and transport errors), with a sample.
 4. The same loads again with every other program of the stack stopped (scheduler, triggerer, DAG processor,
    Kafka, the monitoring parts) and the api-server restarted, so that the first load does not also measure
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import itertools
 import json
 import os
 import shutil
@@ -47,11 +46,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from bench import exit_if_missed, vegeta
+from bench.serving_http import LAST, ROUTE, timed_get, wait_until_answering, wait_until_drained, write_targets
 from clickstream import redis_layout
 from clickstream.schema import WINDOW_MS, window_label
 from clickstream.serving.feature_store import FeatureStore
@@ -64,8 +63,6 @@ from devstack.redis_server import RedisServer
 REPO = Path(__file__).resolve().parent.parent
 # The api-server's processes here: one per core (the stack's airflow.cfg runs one, which starts faster).
 SERVING_WORKERS = 2
-ROUTE = "/clickstream/api/v1/pages/windows"
-LAST = 60  # windows per read, as the route's default
 RATES = (200, 1000)
 DURATION_S = 30
 TARGET_RATE, TARGET_P99_MS = 200, 5.0
@@ -185,19 +182,6 @@ def redis_benchmark(redis_server: RedisServer, page: str, requests: int) -> dict
             "max_ms": float(row["max_latency_ms"]), "requests": requests, "rps": float(row["rps"])}  # fmt: skip
 
 
-def page_path(page: str) -> str:
-    return f"{ROUTE}?{urllib.parse.urlencode({'page': page, 'last': LAST})}"
-
-
-def timed_get(conn: http.client.HTTPConnection, token: str, page: str) -> tuple[float, int]:
-    """One authenticated ``GET`` of ``page``'s windows over ``conn``: its seconds and status."""
-    started = time.perf_counter()
-    conn.request("GET", page_path(page), headers={"Authorization": f"Bearer {token}"})
-    response = conn.getresponse()
-    response.read()
-    return time.perf_counter() - started, response.status
-
-
 def sequential_http(port: int, token: str, pages: list[str], requests: int) -> dict[str, Any]:
     """One client, one keep-alive connection, one request at a time: the api-server's own time per request."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -211,36 +195,6 @@ def sequential_http(port: int, token: str, pages: list[str], requests: int) -> d
     finally:
         conn.close()
     return {**percentiles_ms(timings), "status_codes": codes}
-
-
-def wait_until_drained(port: int, token: str, pages: list[str], baseline_ms: float, timeout_s: float = 180) -> float:
-    """Wait until the api-server answers as fast as it did with nothing queued; the seconds it took.
-
-    Requests that vegeta gave up on are still worked off by the api-server (a closed connection does not
-    cancel them): a load measured right after an overload would measure that backlog. Each probe opens a
-    connection of its own, so that every worker process gets probed, not only the one a keep-alive
-    connection is stuck to. Drained means 20 probes in a row each answered within five times
-    ``baseline_ms`` (the one-client median)."""
-    recent: list[float] = []
-    started = time.monotonic()
-    for page in itertools.cycle(pages):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        try:
-            recent = [*recent[-19:], timed_get(conn, token, page)[0] * 1000]
-        finally:
-            conn.close()
-        if len(recent) == 20 and max(recent) <= 5 * baseline_ms:
-            break
-        if time.monotonic() - started > timeout_s:
-            raise SystemExit(f"the api-server was still slow {timeout_s:.0f}s after the last load (slowest of "
-                             f"the last 20 requests {max(recent):.1f} ms, {baseline_ms:.1f} ms idle)")  # fmt: skip
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
-def write_targets(path: Path, port: int, token: str, pages: list[str]) -> Path:
-    """vegeta's targets, one per page (it rotates over them), each with the JWT; 0600, since it holds the token."""
-    return vegeta.write_targets(path, f"http://127.0.0.1:{port}", [page_path(p) for p in pages], token)
 
 
 def run(
@@ -327,7 +281,8 @@ def measure_stack(
     # A fresh api-server too: its workers come out of the 1,000 requests/s overload with a grown heap, a full
     # Redis pool and garbage to collect (gen-2 collections of up to half a second were seen during it), which
     # the 200 requests/s load alone would otherwise measure as well.
-    restart_api_server(state, ports["airflow"], token, pages)
+    supervisor.restart("airflow-api-server", socket=state / supervisor.SOCKET.name)
+    wait_until_answering(ports["airflow"], token, pages[0])
     print(f"[bench] serving: stopped {', '.join(stopped)} and restarted the api-server: the api-server and "
           "Redis alone", flush=True)  # fmt: skip
     vegeta.attack(targets, 50, 5, root / "warmup-alone.bin")
@@ -344,24 +299,6 @@ def stop_all_but(state: Path, keep: tuple[str, ...]) -> list[str]:
     if still_running:
         raise SystemExit(f"could not stop {', '.join(still_running)} for the api-server-alone loads")
     return names
-
-
-def restart_api_server(state: Path, port: int, token: str, pages: list[str], timeout_s: float = 180) -> None:
-    """Restart the stack's api-server and wait until it answers the measured read again."""
-    supervisor.restart("airflow-api-server", socket=state / supervisor.SOCKET.name)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        try:
-            if timed_get(conn, token, pages[0])[1] == 200:
-                return
-        except OSError:
-            pass  # not listening yet
-        finally:
-            conn.close()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the api-server did not answer {timeout_s:.0f}s after its restart")
-        time.sleep(0.5)
 
 
 def report(floor: dict[str, Any], sequential: dict[str, Any], loads: list[dict[str, Any]], pages: int) -> dict:

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench.serving import wait_until_drained
+from bench.serving_http import wait_until_drained
 
 
 class Backlogged(BaseHTTPRequestHandler):
