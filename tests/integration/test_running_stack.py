@@ -299,6 +299,8 @@ def test_the_serving_api_answers_from_redis_for_readers_and_stops_only_for_edito
     """Every route of the plugin's API behind Airflow's own auth: no token 401, the viewer reads but may not
     stop the streaming job (403), the admin does both; reads equal Redis; bad parameters get a 4xx."""
     from clickstream import redis_layout
+    from clickstream.schema import WINDOW_MS, window_label
+    from clickstream.serving.feature_store import check_label
 
     base = f"{local_stack.api.base}/clickstream/api/v1"
     admin_redis = local_stack.redis("admin")
@@ -330,7 +332,10 @@ def test_the_serving_api_answers_from_redis_for_readers_and_stops_only_for_edito
     # What the API reads is what Redis holds, window by window.
     _, answer = call(base + reads["page windows"], tokens["viewer"])
     cells = {k.decode(): int(v) for k, v in admin_redis.hgetall(redis_layout.count_key("/home")).items()}
-    assert answer["windows"] and all(w["count"] == cells.get(w["window"], 0) for w in answer["windows"]), answer
+    first_ms = check_label(answer["from"])
+    labels = [window_label(first_ms + i * WINDOW_MS) for i in range(len(answer["counts"]))]
+    assert len(labels) == 60 and labels[-1] == answer["to"], answer
+    assert answer["counts"] == [cells.get(label, 0) for label in labels], answer
     assert answer["total"] > 0
     _, window = call(base + reads["window"], tokens["viewer"])
     assert window["total"] == int(admin_redis.hget(redis_layout.window_key(newest), "total"))
