@@ -25,7 +25,9 @@ minutes later and with Spark beside the measurement.
 4. The same loads again with every other program of the stack stopped (scheduler, triggerer, DAG processor,
    Kafka, the monitoring parts) and the api-server restarted, so that the first load does not also measure
    the workers' recovery from the overload before it: the api-server and Redis alone, as a deployment that
-   serves features gives its api-server cores of its own. Both are judged against the target.
+   serves features gives its api-server cores of its own. Both are judged against the target. Before those
+   loads, one client alone again, back to back and then with 5 ms between its requests (200 requests/s'
+   spacing, nothing queued): their ratio is what a worker's waking from idle costs each request.
 
 Target: p99 <= 5 ms at 200 requests/s with no errors (Feast's tuned Python feature server reports a p99 of
 4.6 ms). The other rate is reported beside it, with no target. Everything shares this machine's cores:
@@ -52,8 +54,7 @@ from typing import Any
 from bench import exit_if_missed, vegeta
 from bench.serving_http import LAST, ROUTE, timed_get, wait_until_answering, wait_until_drained, write_targets
 from clickstream import redis_layout
-from clickstream.schema import WINDOW_MS, window_label
-from clickstream.serving.feature_store import FeatureStore
+from clickstream.serving.feature_store import FeatureStore, page_window_labels
 from clickstream.traffic import TrafficConfig, ground_truth
 from devstack import supervisor
 from devstack.airflow_api import AirflowApi
@@ -66,6 +67,7 @@ SERVING_WORKERS = 2
 RATES = (200, 1000)
 DURATION_S = 30
 TARGET_RATE, TARGET_P99_MS = 200, 5.0
+PACED_GAP_S = 1 / TARGET_RATE  # one client alone, its requests as far apart as the target rate's
 FEAST_P99_MS = 4.6  # Feast's tuned Python feature server, for comparison
 BESIDE = {"stack": "beside the whole stack", "alone": "api-server + Redis alone"}
 HISTORY_MIN = 70  # minutes of traffic written to Redis, ending now
@@ -135,12 +137,10 @@ def redis_floor(reader: Any, pages: list[str], requests: int) -> dict[str, dict[
     store = FeatureStore(reader)
 
     def round_trip(page: str) -> None:
-        now_ms = int(time.time() * 1000)
-        newest = now_ms - now_ms % WINDOW_MS
-        labels = [window_label(newest - i * WINDOW_MS) for i in range(LAST - 1, -1, -1)]
+        _, fields = page_window_labels(page, LAST, None)
         pipe = reader.pipeline(transaction=False)
         pipe.sismember(redis_layout.PAGES_KEY, page)
-        pipe.hmget(redis_layout.count_key(page), labels)
+        pipe.hmget(redis_layout.count_key(page), fields)
         started = time.perf_counter()
         pipe.execute()
         timings.append(time.perf_counter() - started)
@@ -165,9 +165,7 @@ def redis_benchmark(redis_server: RedisServer, page: str, requests: int) -> dict
     binary = shutil.which("redis-benchmark")
     if binary is None:
         return None
-    now_ms = int(time.time() * 1000)
-    newest = now_ms - now_ms % WINDOW_MS
-    labels = [window_label(newest - i * WINDOW_MS) for i in range(LAST - 1, -1, -1)]
+    labels, _ = page_window_labels(page, LAST, None)
     password = redis_server.passwords()["reader"]
     cmd = [binary, "-h", "127.0.0.1", "-p", str(redis_server.port), "--user", "reader", "-a", password,
            "-c", "1", "-n", str(requests), "--csv", "HMGET", redis_layout.count_key(page), *labels]  # fmt: skip
@@ -182,8 +180,9 @@ def redis_benchmark(redis_server: RedisServer, page: str, requests: int) -> dict
             "max_ms": float(row["max_latency_ms"]), "requests": requests, "rps": float(row["rps"])}  # fmt: skip
 
 
-def sequential_http(port: int, token: str, pages: list[str], requests: int) -> dict[str, Any]:
-    """One client, one keep-alive connection, one request at a time: the api-server's own time per request."""
+def sequential_http(port: int, token: str, pages: list[str], requests: int, gap_s: float = 0.0) -> dict[str, Any]:
+    """One client, one keep-alive connection, one request at a time, ``gap_s`` apart: the api-server's own time
+    per request, without queueing; with a gap, as it is when the worker has been idle since the last one."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     timings, codes = [], {}
     try:
@@ -192,6 +191,8 @@ def sequential_http(port: int, token: str, pages: list[str], requests: int) -> d
             if i >= requests // 10:
                 timings.append(seconds)
                 codes[status] = codes.get(status, 0) + 1
+            if gap_s:
+                time.sleep(gap_s)
     finally:
         conn.close()
     return {**percentiles_ms(timings), "status_codes": codes}
@@ -286,9 +287,19 @@ def measure_stack(
     print(f"[bench] serving: stopped {', '.join(stopped)} and restarted the api-server: the api-server and "
           "Redis alone", flush=True)  # fmt: skip
     vegeta.attack(targets, 50, 5, root / "warmup-alone.bin")
+    # The same client twice, alone: back to back, then with 200 requests/s' spacing between its requests, so
+    # that the worker sleeps in between as under vegeta's 200/s, without any queueing.
+    print(f"[bench] serving: {sequential_requests // 2:,} sequential requests alone, back to back, then "
+          f"{PACED_GAP_S * 1000:g} ms apart", flush=True)  # fmt: skip
+    paced = {
+        "back to back": sequential_http(ports["airflow"], token, pages, sequential_requests // 2),
+        f"{PACED_GAP_S * 1000:g} ms apart": sequential_http(
+            ports["airflow"], token, pages, sequential_requests // 2, gap_s=PACED_GAP_S
+        ),
+    }
     for rate in rates:
         attack(rate, "alone")
-    return report(floor, sequential, loads, len(pages))
+    return report(floor, sequential, loads, len(pages), paced)
 
 
 def stop_all_but(state: Path, keep: tuple[str, ...]) -> list[str]:
@@ -301,7 +312,13 @@ def stop_all_but(state: Path, keep: tuple[str, ...]) -> list[str]:
     return names
 
 
-def report(floor: dict[str, Any], sequential: dict[str, Any], loads: list[dict[str, Any]], pages: int) -> dict:
+def report(
+    floor: dict[str, Any],
+    sequential: dict[str, Any],
+    loads: list[dict[str, Any]],
+    pages: int,
+    paced: dict[str, dict[str, Any]] | None = None,
+) -> dict:
     floor_p99 = floor["round_trip"]["p99_ms"]
     cores = os.cpu_count()
     load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
@@ -320,6 +337,9 @@ def report(floor: dict[str, Any], sequential: dict[str, Any], loads: list[dict[s
         rows.append(("redis-benchmark HMGET 60, one connection", floor["redis_benchmark"], 0))
     errors = sum(n for code, n in sequential["status_codes"].items() if not 200 <= code < 300)
     rows.append(("HTTP, one client, sequential", sequential, errors))
+    for spacing, figures in (paced or {}).items():
+        errs = sum(n for code, n in figures["status_codes"].items() if not 200 <= code < 300)
+        rows.append((f"HTTP, one client, {spacing}, {BESIDE['alone']}", figures, errs))
     rows += [(f"HTTP, vegeta {load['rate']:,}/s, {BESIDE[load['beside']]}", load, load["errors"]) for load in loads]
     for label, figures, errs in rows:
         print(f"{label:<60} {figures['requests']:>9,} {figures['p50_ms']:>7.2f} {figures['p99_ms']:>7.2f} "
@@ -332,6 +352,11 @@ def report(floor: dict[str, Any], sequential: dict[str, Any], loads: list[dict[s
                 print(f"  {message[:200]}")
         if load["throughput"] < 0.95 * load["rate"]:
             print(f"at {load['rate']:,} requests/s: {load['throughput']:,.0f} successful answers per second")
+    if paced and len(paced) == 2:
+        back_to_back, apart = paced.values()
+        print(f"one client alone, p50 {apart['p50_ms']:.2f} ms with {PACED_GAP_S * 1000:g} ms between requests "
+              f"against {back_to_back['p50_ms']:.2f} ms back to back: x{apart['p50_ms'] / back_to_back['p50_ms']:.2f}, "
+              "the cost of a worker waking from idle, which every request at 200/s pays")  # fmt: skip
     missed = []
     for at_target in (load for load in loads if load["rate"] == TARGET_RATE):
         met = at_target["p99_ms"] <= TARGET_P99_MS and at_target["errors"] == 0
@@ -342,7 +367,7 @@ def report(floor: dict[str, Any], sequential: dict[str, Any], loads: list[dict[s
         if not met:
             missed.append(f"p99 {at_target['p99_ms']:.2f} ms with {at_target['errors']} errors at {TARGET_RATE} "
                           f"requests/s, {where} (target p99 <= {TARGET_P99_MS:g} ms, no errors)")  # fmt: skip
-    return {"floor": floor, "sequential": sequential, "loads": loads, "missed": missed}
+    return {"floor": floor, "sequential": sequential, "paced": paced or {}, "loads": loads, "missed": missed}
 
 
 if __name__ == "__main__":
