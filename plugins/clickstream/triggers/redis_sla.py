@@ -9,7 +9,6 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from clickstream.hooks.redis import ClickstreamRedisHook
 from clickstream.redis_layout import cells_from_replies, count_key
 from clickstream.sla import SlaResult, check_burst
 
@@ -73,6 +72,8 @@ class RedisSlaTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         pages = sorted(self.truth.get("page_totals", {}))
+        from clickstream.hooks.redis import ClickstreamRedisHook  # in the triggerer only; see streaming_job.run
+
         client = await ClickstreamRedisHook.async_client(self.redis_conn_id)
         try:
             while True:
