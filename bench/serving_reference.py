@@ -14,8 +14,13 @@ holds the password). It asks for no token, so it listens on loopback only and li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, Query
@@ -25,6 +30,7 @@ from bench.serving_http import ROUTE
 from clickstream.serving.feature_store import page_windows_async
 
 REDIS_URL_VARIABLE = "CLICKSTREAM_REFERENCE_REDIS_URL"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def create_app() -> FastAPI:
@@ -40,3 +46,22 @@ def create_app() -> FastAPI:
         return Response(json.dumps(answer, separators=(",", ":")).encode(), media_type="application/json")
 
     return app
+
+
+@contextlib.contextmanager
+def reference_server(port: int, redis_url: str, workers: int) -> Iterator[None]:
+    """:mod:`bench.serving_reference` under uvicorn on ``port`` with ``workers`` processes, for the block."""
+    cmd = [sys.executable, "-m", "uvicorn", "bench.serving_reference:create_app", "--factory",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+           "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    env = {**os.environ, REDIS_URL_VARIABLE: redis_url}
+    server = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+    try:
+        yield
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait()

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from bench.serving import reference_server
 from bench.serving_http import page_path, wait_until_answering
+from bench.serving_reference import reference_server
 from clickstream import redis_layout
 from clickstream.schema import WINDOW_MS
 from clickstream.serving.feature_store import FeatureStore

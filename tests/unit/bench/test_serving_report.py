@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.serving import report
+from bench.serving_report import report
 
 
 def figures(p50: float, p99: float, **extra: object) -> dict:
