@@ -5,8 +5,9 @@
 
 One query, ``clickstream_counts``, hands each micro-batch of Kafka records to one sink, which parses it
 once: invalid records go to the dead-letter topic with their reason; valid ones add to the page's window counts and
-the window's users in Redis, in one atomic script that also records the batch id and the watermark, so
-a batch Spark replays after a crash changes nothing (exactly once, with Kafka offsets in the checkpoint).
+the window's users in Redis, in one atomic script that also records the Kafka offsets counted (per partition
+of the topic's id) and the watermark, so a batch Spark replays after a crash, or plans again from another
+checkpoint, changes nothing: Redis, not the checkpoint, decides what was counted.
 A record that breaks the job where no validator caught it is isolated and dead-lettered as
 ``processing_error``. It reports progress to Redis. SIGTERM lets the running batch finish, then stops.
 """
@@ -24,7 +25,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from clickstream.defaults import RETENTION_MINUTES, STREAMING_GROUP_PREFIX, WATERMARK
-from clickstream.kafka_security import kafka_options
+from clickstream.kafka_security import job_settings, kafka_options
+from clickstream.kafka_topic_state import TopicState, read_topic_state
 from clickstream.redis_layout import COUNTS_QUERY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
 from clickstream.spark.checkpoint import COUNTS_CHECKPOINT
@@ -109,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         reader = reader.option("maxOffsetsPerTrigger", args.max_offsets_per_trigger)
     trigger = {"availableNow": True} if args.available_now else {"processingTime": args.trigger}
     retention_ms = args.retention_minutes * 60_000 if args.retention_minutes > 0 else None
+    topic = topic_state(args.bootstrap_servers, args.topic)
+    log.info("counting %s; Redis records what it has counted under the topic's id", topic.describe())
     sink = PageViewsSink(
         args.redis_url,
         args.bootstrap_servers,
@@ -117,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         retention_ms=retention_ms,
         metrics=metrics,
         query_checkpoint=os.path.join(args.checkpoint_dir, COUNTS_CHECKPOINT),
+        topic=args.topic,
+        topic_id=topic.topic_id,
     )
     # The sink parses each micro-batch itself (the raw records are what it can isolate a failing record
     # from), and keeps the watermark that decides what counts with the counts, reporting it to Redis.
@@ -164,6 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     spark.stop()
     log.info("stopped cleanly")
     return 0
+
+
+def topic_state(bootstrap_servers: str, topic: str) -> TopicState:
+    """The topic's cluster and id, with the login the job was handed: the id keys what Redis has counted."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **job_settings()})
+    return read_topic_state(admin, topic)
 
 
 def last_batch_id(query: Any) -> int:

@@ -70,11 +70,9 @@ def spark_kafka_options(settings: Mapping[str, str]) -> dict[str, str]:
     return options
 
 
-def kafka_options(bootstrap_servers: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Every ``kafka.*`` option a Spark Kafka source or sink of this project needs: where, and as whom.
-
-    The credentials come from :data:`SECURITY_ENV` in ``environ`` (the process environment by default).
-    """
+def job_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The librdkafka login a Spark job was handed in :data:`SECURITY_ENV` (``environ``, the process
+    environment by default); empty without one."""
     environ = os.environ if environ is None else environ
     raw = environ.get(SECURITY_ENV, "")
     try:
@@ -83,7 +81,15 @@ def kafka_options(bootstrap_servers: str, environ: Mapping[str, str] | None = No
         raise KafkaSecurityError(f"{SECURITY_ENV} is not JSON ({error.msg}); the operators set it") from None
     if not isinstance(settings, dict):
         raise KafkaSecurityError(f"{SECURITY_ENV} must be a JSON object of librdkafka settings")
-    return {"kafka.bootstrap.servers": bootstrap_servers, **spark_kafka_options(settings)}
+    return settings
+
+
+def kafka_options(bootstrap_servers: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every ``kafka.*`` option a Spark Kafka source or sink of this project needs: where, and as whom.
+
+    The credentials come from :data:`SECURITY_ENV` in ``environ`` (the process environment by default).
+    """
+    return {"kafka.bootstrap.servers": bootstrap_servers, **spark_kafka_options(job_settings(environ))}
 
 
 # Broker answers that mean "you may not", as librdkafka names them.

@@ -20,6 +20,10 @@ Around it, for dashboards and supervisors (all under ``clickstream:``):
 - ``clickstream:supervisor:streaming``: hash with the supervising task's restarts of the job (``restarts``,
   ``last_restart_ms``, ``last_restart_reason``, ``run_id``), reset when a task launches it afresh;
 - ``clickstream:commit:<query id>``: hash with the last micro-batch applied and the watermark after it;
+- ``clickstream:offsets:<topic id>``: hash partition -> the Kafka offset counting has reached (the next
+  one to count), per incarnation of a topic (Kafka's topic id, not its name), with ``topic`` (its name) and
+  ``watermark_ms``. Written by the same script as the counts, so it is what Redis has counted: a job
+  without a checkpoint starts there, and a batch skips what it holds. Nothing else moves it;
 - ``clickstream:control:streaming``: hash a user sets to ask the supervised streaming job to stop.
 
 The streaming job adds each micro-batch's views to the counts in one atomic script that also records
@@ -33,7 +37,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from clickstream.schema import window_label
@@ -155,27 +159,47 @@ end
     + _SUMMARY_AND_RETENTION_LUA
 )
 
-# One streaming micro-batch, applied at most once: the commit hash (ARGV[1]) remembers the last batch id
-# applied and the watermark after it, and a batch id at or below it changes nothing. A batch also applies
-# only on top of the commit its caller saw (ARGV[6]: that batch id, '' for none, '*' for any): Redis may
-# have come back older between the caller's read and this write, and then nothing is written.
+# One streaming micro-batch, applied at most once. Two fences, in one script with the counts:
+# - with an offsets hash (ARGV[9]), the Kafka offsets: the batch counts partition p's offsets from..to-1, and
+#   applies only if Redis has counted no further than ``from`` in any partition (else {-2, partition, held});
+#   then each partition's offset becomes ``to``. What the hash holds decides, whichever checkpoint planned
+#   the batch: the caller leaves out the records below it.
+# - without one, the batch id: the commit hash (ARGV[1]) remembers the last batch id applied, and a batch id
+#   at or below it changes nothing.
+# The commit hash also keeps the watermark after the batch, and a batch applies only on top of the commit
+# its caller saw (ARGV[6]: that batch id, '' for none, '*' for any): Redis may have come back older between
+# the caller's read and this write, and then nothing is written.
 # The batch's dead letters per (window, reason) are added under the same fence, and their windows kept for
 # as long as the counts' (retention by the newest dead-letter window).
 # ARGV: commit_key, batch_id, watermark_ms, top_n, retention_ms, expected last batch id, cell count,
-#       dead-letter entry count, then (page, label, window_start_ms, views) per cell, then (label,
-#       window_start_ms, reason, records) per dead-letter entry, then (label, window_start_ms, users as a
-#       dense HyperLogLog) per window, merged into the window's with PFMERGE.
+#       dead-letter entry count, offsets key ('' for none), topic name, partition count, then (partition,
+#       from, to) per partition (from -1: unknown, not checked), then (page, label, window_start_ms, views)
+#       per cell, then (label, window_start_ms, reason, records) per dead-letter entry, then (label,
+#       window_start_ms, users as a dense HyperLogLog) per window, merged into the window's with PFMERGE.
 # Returns {1, windows removed} when applied, {0, 0} when already applied, {-1, last batch id or -1} when the
-# commit is not the one expected.
+# commit is not the one expected, {-2, partition, offset held} when Redis has counted past the batch's start.
 APPLY_BATCH_LUA = """
 local commit_key, batch_id = ARGV[1], tonumber(ARGV[2])
+local offsets_key, parts = ARGV[9], tonumber(ARGV[11])
 local last = redis.call('HGET', commit_key, 'batch_id')
-if last and tonumber(last) >= batch_id then return {0, 0} end
+if offsets_key == '' and last and tonumber(last) >= batch_id then return {0, 0} end
 if ARGV[6] ~= '*' and (last or '') ~= ARGV[6] then return {-1, last and tonumber(last) or -1} end
+local i = 12
+if offsets_key ~= '' then
+  for j = i, i + 3 * parts - 1, 3 do
+    local held, from = redis.call('HGET', offsets_key, ARGV[j]), tonumber(ARGV[j + 1])
+    if held and from >= 0 and tonumber(held) > from then return {-2, tonumber(ARGV[j]), tonumber(held)} end
+  end
+  for j = i, i + 3 * parts - 1, 3 do
+    redis.call('HSET', offsets_key, ARGV[j], ARGV[j + 2])
+  end
+  redis.call('HSET', offsets_key, 'topic', ARGV[10], 'watermark_ms', ARGV[3])
+end
+i = i + 3 * parts
+if last and tonumber(last) > batch_id then batch_id = tonumber(last) end
 local top_n = tonumber(ARGV[4])
 local retention = tonumber(ARGV[5])
 local touched = {}
-local i = 9
 for _ = 1, tonumber(ARGV[7]) do
   local page, label, start = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local count = redis.call('HINCRBY', 'click_count:' .. page, label, ARGV[i + 3])
@@ -231,17 +255,66 @@ def commit_key(query_id: str) -> str:
     return f"{PREFIX}commit:{query_id}"
 
 
+def offsets_key(topic_id: str) -> str:
+    return f"{PREFIX}offsets:{topic_id}"
+
+
 @dataclass(frozen=True)
 class Commit:
-    """What a streaming query has applied to Redis: its last batch id (None before the first) and watermark."""
+    """What a streaming query has applied to Redis: its last batch id (None before the first) and watermark,
+    and, when read with its topic's offsets hash, the offset counted up to per partition."""
 
     batch_id: int | None = None
     watermark_ms: int = 0
+    offsets: dict[int, int] = field(default_factory=dict)
 
 
-def read_commit(client: Any, key: str) -> Commit:
-    raw = client.hmget(key, "batch_id", "watermark_ms")
-    return Commit(None if raw[0] is None else int(raw[0]), int(raw[1] or 0))
+def read_commit(client: Any, key: str, offsets_key: str | None = None) -> Commit:
+    """The commit hash and, with ``offsets_key``, the topic's counted offsets, in one round trip. A query
+    with no commit yet takes the watermark counting reached on the topic, so a new checkpoint judges
+    lateness as the old one did."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hmget(key, "batch_id", "watermark_ms")
+    if offsets_key:
+        pipe.hgetall(offsets_key)
+    replies = pipe.execute()
+    raw = replies[0]
+    fence = replies[1] if offsets_key else {}
+    offsets = counted_offsets(fence)
+    watermark = raw[1] if raw[0] is not None else fence.get(b"watermark_ms", raw[1])
+    return Commit(None if raw[0] is None else int(raw[0]), int(watermark or 0), offsets)
+
+
+def counted_offsets(fields: dict[Any, Any]) -> dict[int, int]:
+    """``{partition: offset}`` of an offsets hash's fields (its ``topic`` and ``watermark_ms`` left out)."""
+    out = {}
+    for name, value in fields.items():
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        if name.isdigit():
+            out[int(name)] = int(value)
+    return out
+
+
+def read_counted_offsets(client: Any, topic_id: str) -> dict[int, int]:
+    """Where counting has reached in each partition of the topic with this id (empty: nothing counted)."""
+    return counted_offsets(client.hgetall(offsets_key(topic_id)))
+
+
+@dataclass(frozen=True)
+class BatchOffsets:
+    """The Kafka offsets one batch counts: partition -> (from, to), offsets from..to-1 (from -1: unknown)."""
+
+    key: str  # offsets_key(topic id)
+    topic: str
+    ranges: dict[int, tuple[int, int]]
+
+
+class OffsetsMoved(RuntimeError):
+    """Redis has counted a partition past where the batch starts: another writer applied those offsets."""
+
+    def __init__(self, key: str, partition: int, held: int, start: int) -> None:
+        super().__init__(f"{key} has counted partition {partition} up to offset {held}, past this batch's {start}")
+        self.partition, self.held, self.start = partition, held, start
 
 
 class CommitMoved(RuntimeError):
@@ -265,6 +338,7 @@ def apply_batch(
     retention_ms: int | None = None,
     after: int | object | None = ANY_COMMIT,
     dead_letters: dict[int, dict[str, int]] | None = None,
+    offsets: BatchOffsets | None = None,
 ) -> tuple[bool, int]:
     """Add one micro-batch's ``(page, window_start_ms, views)``, users and dead letters (``{window_start_ms:
     {reason: records}}``), at most once per ``batch_id``.
@@ -278,6 +352,10 @@ def apply_batch(
     With ``after`` (the batch id the caller read from the commit, None for none), the batch applies only on
     top of that commit, checked in the same script: if Redis came back from an older copy since the read,
     :class:`CommitMoved` is raised and nothing is written, so the caller can recount what Redis lost first.
+
+    With ``offsets``, the Kafka offsets fence replaces the batch-id one: the batch applies only if Redis has
+    counted no partition past the batch's start (else :class:`OffsetsMoved`), and records each partition's
+    end with the counts.
     """
     cells: list[Any] = []
     for page, start_ms, n in views:
@@ -288,14 +366,23 @@ def apply_batch(
         for reason, n in reasons.items():
             dead += [window_label(start_ms), start_ms, reason, n]
     argv: list[Any] = [key, batch_id, watermark_ms, TOP_PAGES, retention_ms or 0, expected, len(cells) // 4]
-    argv += [len(dead) // 4, *cells, *dead]
+    argv += [len(dead) // 4]
+    if offsets is None:
+        argv += ["", "", 0]
+    else:
+        argv += [offsets.key, offsets.topic, len(offsets.ranges)]
+        for partition, (start, end) in sorted(offsets.ranges.items()):
+            argv += [partition, start, end]
+    argv += [*cells, *dead]
     for start_ms, users in users_by_window.items():
         argv += [window_label(start_ms), start_ms, users]
-    applied, detail = client.eval(APPLY_BATCH_LUA, 0, *argv)
-    if int(applied) == -1:
+    reply = [int(n) for n in client.eval(APPLY_BATCH_LUA, 0, *argv)]
+    if reply[0] == -2 and offsets is not None:
+        raise OffsetsMoved(offsets.key, reply[1], reply[2], offsets.ranges[reply[1]][0])
+    if reply[0] == -1:
         read = None if after is None else int(after)  # type: ignore[call-overload]
-        raise CommitMoved(key, read, None if int(detail) < 0 else int(detail))
-    return bool(applied), int(detail)
+        raise CommitMoved(key, read, None if reply[1] < 0 else reply[1])
+    return bool(reply[0]), reply[1]
 
 
 def read_window(client: Any, label: str) -> dict[str, Any]:

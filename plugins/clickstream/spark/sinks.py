@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -22,10 +23,13 @@ from clickstream.defaults import STREAMING_GROUP_PREFIX
 from clickstream.kafka_security import kafka_options
 from clickstream.redis_layout import (
     COUNTS_QUERY,
+    BatchOffsets,
     Commit,
     CommitMoved,
+    OffsetsMoved,
     apply_batch,
     commit_key,
+    offsets_key,
     progress_key,
     read_commit,
 )
@@ -72,13 +76,16 @@ class PageViewsSink(_RedisSink):
     at most once.
 
     Spark hands ``foreachBatch`` the same records under the same batch id when it replays a batch after a
-    crash. The Redis write is one script that adds the batch's views per page and window and records the
-    batch id with them (:func:`~clickstream.redis_layout.apply_batch`), so a replay changes nothing and
-    the counts are exactly once with no window state kept in Spark. The watermark lives in that same
-    commit: an event whose window closed (ended at or before the watermark) is late and is not counted;
-    the reconciler finds and repairs those. Dead letters are at least once: a batch replayed after a crash
-    writes its dead letters again, with the same source partition and offset in their headers, by which
-    a reader can drop the repeats.
+    crash. The Redis write is one script that adds the batch's views per page and window and records, with
+    them, the Kafka offsets counted per partition of the topic's id (:func:`~clickstream.redis_layout.apply_batch`).
+    Before counting, a batch leaves out the records below those offsets, whichever checkpoint planned it: a
+    replay, a checkpoint restored from an older copy or a new checkpoint started anywhere changes nothing
+    Redis has counted, and the counts are exactly once with no window state kept in Spark. (Without the
+    topic's id, the batch id is the fence, which holds for replays under one checkpoint only.) The watermark
+    lives in that same commit: an event whose window closed (ended at or before the watermark) is late and
+    is not counted; the reconciler finds and repairs those. Dead letters are at least once: a batch replayed
+    after a crash writes its dead letters again, with the same source partition and offset in their headers,
+    by which a reader can drop the repeats.
 
     A batch whose tally fails (a record that passed validation yet breaks the job) is bisected by offset
     (:mod:`clickstream.spark.isolation`): the records that fail alone go to the dead-letter topic with
@@ -97,8 +104,14 @@ class PageViewsSink(_RedisSink):
         query_name: str = COUNTS_QUERY,
         prepare: Callable[[DataFrame], DataFrame] = parse_events,
         query_checkpoint: str | None = None,
+        topic: str | None = None,
+        topic_id: str | None = None,
     ) -> None:
         super().__init__(redis_url, metrics)
+        # The topic's incarnation (Kafka's topic id), whose offsets Redis records as counted; with the
+        # checkpoint's offsets log, what each batch reads.
+        self.topic = topic
+        self.offsets_key = offsets_key(topic_id) if topic_id and topic and query_checkpoint else None
         self.prepare = prepare  # raw Kafka records -> parsed events, as parse_events does
         self.query_checkpoint = query_checkpoint  # the query's offsets log, for recounting what Redis lost
         self.bootstrap_servers = bootstrap_servers
@@ -122,11 +135,21 @@ class PageViewsSink(_RedisSink):
 
     def __call__(self, raw: DataFrame, batch_id: int) -> None:
         key = self.commit_key()
-        commit = read_commit(self.client, key)
-        if commit.batch_id is not None and batch_id <= commit.batch_id:
+        commit = read_commit(self.client, key, self.offsets_key)
+        if self.offsets_key is None and commit.batch_id is not None and batch_id <= commit.batch_id:
             log.info("batch %d: already applied to Redis (replayed after a restart); skipped", batch_id)
             return
         commit = self._fill_gap(raw.sparkSession, commit, batch_id, key)
+        planned = self._batch_offsets(raw.sparkSession, batch_id, commit)
+        offsets: BatchOffsets | None = None
+        if planned is not None:
+            offsets, start = planned
+            if all(first >= until for first, until in offsets.ranges.values()):
+                log.info("batch %d: Redis has counted all its offsets already (%s); skipped", batch_id,
+                         _ranges_text(offsets))  # fmt: skip
+                self._commit(BatchFigures(commit.watermark_ms), batch_id, key, commit.batch_id, offsets)
+                return
+            raw = self._without_counted(raw, batch_id, commit.offsets, start)
         records = compact(self.prepare(raw))
         # Caching the batch costs about half again its parsing, so it is done only when the previous batch
         # had dead letters: sending them is a second pass, which then reads the cache, not Kafka again.
@@ -149,21 +172,67 @@ class PageViewsSink(_RedisSink):
                 records.unpersist()
         for _ in range(MAX_COMMIT_MOVES):
             try:
-                self._commit(figures, batch_id, key, after=commit.batch_id)
+                self._commit(figures, batch_id, key, commit.batch_id, offsets)
                 return
             except CommitMoved as moved:
                 # Redis came back from an older copy between the read above and this write: what it lost is
                 # recounted first, then this batch applies on top (its lateness judged by the restored watermark).
                 log.warning("batch %d: %s; looking again before applying it", batch_id, moved)
-                commit = read_commit(self.client, key)
-                if commit.batch_id is not None and batch_id <= commit.batch_id:
+                commit = read_commit(self.client, key, self.offsets_key)
+                if self.offsets_key is None and commit.batch_id is not None and batch_id <= commit.batch_id:
                     log.info("batch %d: already applied to Redis; skipped", batch_id)
                     return
                 commit = self._fill_gap(raw.sparkSession, commit, batch_id, key)
+                if planned is not None and self._batch_offsets(raw.sparkSession, batch_id, commit) != planned:
+                    raise BatchFailed(f"batch {batch_id}: what Redis has counted changed while the batch was "
+                                      "computed; it is replayed") from moved  # fmt: skip
                 figures = BatchFigures.of(summary, commit.watermark_ms)
+            except OffsetsMoved as moved:
+                raise BatchFailed(
+                    f"batch {batch_id}: {moved}: another job counts this topic into the same Redis; stop it"
+                ) from moved
         raise BatchFailed(
             f"batch {batch_id}: Redis's commit {key} changed under every one of {MAX_COMMIT_MOVES} writes"
         )
+
+    def _batch_offsets(self, spark: SparkSession, batch_id: int, commit: Commit) -> tuple[BatchOffsets, Offsets] | None:
+        """The offsets batch ``batch_id`` counts, per partition: from where it starts (or where Redis's count
+        ends, if further) to where it ends; and where the checkpoint planned it to start. None without the
+        topic's id or the checkpoint's offsets."""
+        if self.offsets_key is None or self.topic is None:
+            return None
+        try:
+            end = self._checkpoint_offsets(spark, f"offsets/{batch_id}")
+            start = self._checkpoint_offsets(spark, f"offsets/{batch_id - 1}") if batch_id > 0 else (
+                self._checkpoint_offsets(spark, KAFKA_INITIAL_OFFSETS, skip=1))  # fmt: skip
+        except (OSError, *_SPARK_ERRORS) as exc:
+            log.warning("batch %d: no offsets in the checkpoint (%s); the batch id is its fence", batch_id, exc)
+            return None
+        if self.topic not in end:
+            return None
+        return fenced_offsets(self.offsets_key, self.topic, start, end, commit.offsets), start
+
+    def _without_counted(self, raw: DataFrame, batch_id: int, counted: dict[int, int], start: Offsets) -> DataFrame:
+        """The batch's records that Redis has not counted (``start``: the batch's start in the checkpoint); logs
+        what was left out, and any gap between Redis's count and the batch."""
+        planned = {int(p): o for p, o in start.get(str(self.topic), {}).items()}
+        for partition, first in sorted(planned.items()):
+            held = counted.get(partition, -1)
+            if 0 <= held < first:
+                log.warning(
+                    "batch %d: Redis has counted %s[%d] up to offset %d, and this batch starts at %d: offsets %d-%d "
+                    "are not counted by this job", batch_id, self.topic, partition, held, first, held, first - 1,
+                )  # fmt: skip
+                self.metrics.incr(self.query_name, "uncounted_offsets", first - held)
+        skipped = {p: held for p, held in counted.items() if held > planned.get(p, -1) and held > 0}
+        if not skipped:
+            return raw
+        log.info(
+            "batch %d: Redis has counted %s below offsets %s already (planned by another checkpoint or an older copy "
+            "of this one): those records are left out", batch_id, self.topic,
+            ", ".join(f"{p}:{o}" for p, o in sorted(skipped.items())),
+        )  # fmt: skip
+        return raw.where(~any_of(OffsetRange(str(self.topic), p, 0, o - 1) for p, o in skipped.items()))
 
     def _fill_gap(self, spark: SparkSession, commit: Commit, batch_id: int, key: str) -> Commit:
         """The commit after recounting the batches before ``batch_id`` that Redis lacks, if any."""
@@ -207,14 +276,23 @@ class PageViewsSink(_RedisSink):
             .option("endingOffsets", json.dumps(end))
             .load()
         )  # fmt: skip
+        offsets = None
+        if self.offsets_key is not None and self.topic in end:
+            offsets = fenced_offsets(self.offsets_key, str(self.topic), start, end, commit.offsets)
+            raw = self._without_counted(raw, last, commit.offsets, start)
         figures = BatchFigures.of(batch_summary(compact(self.prepare(raw))), commit.watermark_ms)
-        self._commit(figures, last, key, after=commit.batch_id)  # CommitMoved: fails the batch, replayed later
+        # CommitMoved or OffsetsMoved: fails the batch, replayed later
+        self._commit(figures, last, key, commit.batch_id, offsets)
         self.metrics.incr(self.query_name, "recounted_batches", last - first + 1)
         return read_commit(self.client, key)
 
     def _checkpoint_offsets(self, spark: SparkSession, name: str, skip: int = 2) -> Offsets:
-        """Offsets from a file of the query's checkpoint, read by Spark (a checkpoint may be on HDFS or S3)."""
+        """Offsets from a file of the query's checkpoint: read here when it is a local folder, else by Spark (a
+        checkpoint may be on HDFS or S3)."""
         path = f"{str(self.query_checkpoint).rstrip('/')}/{name}"
+        if "://" not in path or path.startswith("file://"):
+            local = path.removeprefix("file://")
+            return parse_offsets(Path(local).read_text().splitlines(), skip=skip)  # OSError when absent
         return parse_offsets([row.value for row in spark.read.text(path).collect()], skip=skip)
 
     def _without_failing_records(
@@ -293,9 +371,12 @@ class PageViewsSink(_RedisSink):
             .save()
         )
 
-    def _commit(self, figures: BatchFigures, batch_id: int, key: str, after: int | None) -> None:
-        """One atomic Redis script: the views and users, the batch id and the watermark after this batch,
-        written only on top of the commit ``after`` (else :class:`~clickstream.redis_layout.CommitMoved`)."""
+    def _commit(
+        self, figures: BatchFigures, batch_id: int, key: str, after: int | None, offsets: BatchOffsets | None = None
+    ) -> None:
+        """One atomic Redis script: the views and users, the batch id, the watermark and the offsets counted after
+        this batch, written only on top of the commit ``after`` (else :class:`~clickstream.redis_layout.CommitMoved`)
+        and of the offsets the batch starts from (else :class:`~clickstream.redis_layout.OffsetsMoved`)."""
         self._expect_dead = figures.dead > 0
         watermark_ms = figures.watermark_ms
         if figures.newest_ms is not None:
@@ -312,6 +393,7 @@ class PageViewsSink(_RedisSink):
                 self.retention_ms,
                 after=after,
                 dead_letters=figures.dead_by_window,
+                offsets=offsets,
             )
         self._report_event_time(watermark_ms, figures.newest_ms)
         self.metrics.incr(self.query_name, "dead_letters", figures.dead)
@@ -351,6 +433,22 @@ def offset_ranges(raw: DataFrame) -> list[OffsetRange]:
         raw.groupBy("topic", "partition").agg(F.min("offset").alias("first"), F.max("offset").alias("last")).collect()
     )
     return sorted(OffsetRange(r.topic, r.partition, r.first, r.last) for r in rows)
+
+
+def fenced_offsets(key: str, topic: str, start: Offsets, end: Offsets, counted: dict[int, int]) -> BatchOffsets:
+    """What a batch from ``start`` to ``end`` (the checkpoint's offsets) counts of ``topic``, given the offsets
+    Redis has ``counted``: per partition, from the later of the batch's start and Redis's count, to the later of
+    the batch's end and Redis's count (a batch wholly counted already counts nothing: from == to)."""
+    first, until = start.get(topic, {}), end[topic]
+    ranges = {}
+    for partition, offset in until.items():
+        held = counted.get(int(partition), -1)
+        ranges[int(partition)] = (max(first.get(partition, -1), held), max(offset, held))
+    return BatchOffsets(key, topic, ranges)
+
+
+def _ranges_text(offsets: BatchOffsets) -> str:
+    return ", ".join(f"{offsets.topic}[{p}] to {end}" for p, (_, end) in sorted(offsets.ranges.items()))
 
 
 def _ms_to_iso(ms: int) -> str:

@@ -118,3 +118,43 @@ def test_dead_letter_windows_past_retention_are_removed(redis_client):
         redis_client, KEY, 1, 0, [], {}, retention_ms=60_000, dead_letters={W1 + 60_000: {"too_large": 1}}
     )
     assert dead(redis_client) == {window_label(W1 + 60_000): {"too_large": 1}}
+
+
+def test_the_offsets_fence_decides_whichever_query_sends_the_batch(redis_client):
+    """Redis records the Kafka offsets each batch counted, per topic id; a batch from any checkpoint (another
+    query id, or batch ids from an older copy) applies only from there on, and the offsets move with the counts."""
+    fence = redis_layout.offsets_key("topic-id-1")
+    first = redis_layout.BatchOffsets(fence, "events", {0: (0, 100), 1: (0, 50)})
+    assert redis_layout.apply_batch(redis_client, KEY, 7, W0, [("/home", W0, 150)], {}, offsets=first)[0]
+    assert redis_layout.read_counted_offsets(redis_client, "topic-id-1") == {0: 100, 1: 50}
+    assert redis_client.hget(fence, "topic") == b"events"
+
+    # A new query (its checkpoint lost) starts at batch 0: the batch id does not fence it, the offsets do.
+    other = redis_layout.commit_key("query-2")
+    assert redis_layout.read_commit(redis_client, other, fence) == redis_layout.Commit(None, W0, {0: 100, 1: 50})
+    overlapping = redis_layout.BatchOffsets(fence, "events", {0: (80, 120), 1: (50, 60)})
+    with pytest.raises(redis_layout.OffsetsMoved, match="partition 0 up to offset 100, past this batch's 80"):
+        redis_layout.apply_batch(redis_client, other, 0, W0, [("/home", W0, 30)], {}, offsets=overlapping)
+    assert counts(redis_client, "/home") == {("/home", window_label(W0)): 150}  # nothing written
+
+    after = redis_layout.BatchOffsets(fence, "events", {0: (100, 120), 1: (50, 60)})
+    assert redis_layout.apply_batch(redis_client, other, 0, W0, [("/home", W0, 30)], {}, offsets=after)[0]
+    assert counts(redis_client, "/home") == {("/home", window_label(W0)): 180}
+    assert redis_layout.read_counted_offsets(redis_client, "topic-id-1") == {0: 120, 1: 60}
+    # The first query's commit keeps its own batch id; a lower one sent with offsets never lowers it.
+    assert redis_layout.apply_batch(
+        redis_client, KEY, 3, W0, [], {}, offsets=redis_layout.BatchOffsets(fence, "events", {0: (120, 120)})
+    )[0]
+    assert redis_layout.read_commit(redis_client, KEY).batch_id == 7
+
+
+def test_the_reconciler_cannot_move_the_offsets_fence(redis_server):
+    """Only the streaming job's writer may record what was counted: the reconciler's repairs cannot."""
+    import redis
+
+    reconciler = redis_server.client("reconciler")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        reconciler.hset(redis_layout.offsets_key("topic-id-1"), "0", 5)
+    reader = redis_server.client("reader")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        reader.hset(redis_layout.offsets_key("topic-id-1"), "0", 5)

@@ -46,3 +46,15 @@ def test_a_window_ending_exactly_at_the_watermark_is_closed():
 def test_an_empty_batch_has_nothing_to_add():
     figures = BatchFigures.of({"records": 0, "newest_ms": None, "invalid": {}, "windows": []}, watermark_ms=0)
     assert (figures.records, figures.newest_ms, figures.views, figures.users) == (0, None, {}, {})
+
+
+def test_a_batch_counts_from_where_redis_counts_end_when_that_is_past_its_start():
+    from clickstream.redis_layout import BatchOffsets
+    from clickstream.spark.sinks import fenced_offsets
+
+    start = {"events": {"0": 100, "1": 200}}
+    end = {"events": {"0": 300, "1": 250, "2": 40}}  # partition 2 is new: no start in the checkpoint
+    counted = {0: 150, 1: 400}
+    assert fenced_offsets("k", "events", start, end, counted) == BatchOffsets(
+        "k", "events", {0: (150, 300), 1: (400, 400), 2: (-1, 40)}
+    )  # 0: the rest after Redis's count; 1: nothing (counted past its end); 2: all of it
