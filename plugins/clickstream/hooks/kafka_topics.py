@@ -24,6 +24,7 @@ from clickstream.kafka_security import (
     security_settings,
     spark_kafka_options,
 )
+from clickstream.kafka_topic_state import TopicNotFound, TopicState, read_topic_state
 
 
 class TopicConfigMismatch(ValueError):
@@ -151,6 +152,22 @@ class KafkaTopicsHook(KafkaAdminClientHook):
                 ) from None
             raise
         return int(configs["default.replication.factor"].value), int(configs["min.insync.replicas"].value)
+
+    def topic_state(self, topic: str) -> TopicState:
+        """The topic's cluster id, topic id and each partition's earliest and latest offsets: which Kafka and which
+        incarnation of the topic a checkpoint or Redis's counted offsets belong to."""
+        self._existing([])  # reach the brokers first, with the login checks and their messages
+        try:
+            return read_topic_state(self.get_conn, topic, self.timeout_s)
+        except TopicNotFound as missing:
+            raise AirflowFailException(
+                f"{missing} (connection {self.kafka_config_id!r}): create it first (the DAGs' create_kafka_topic task)"
+            ) from None
+        except KafkaException as exc:
+            if exc.args[0].name() in DENIED_ERRORS:
+                denied = f"describe topic {topic!r} or list its offsets ({exc.args[0].str()})"
+                raise AirflowFailException(self.refusal(denied, f"DESCRIBE on {topic!r}")) from None
+            raise
 
     def refusal(self, denied: str, operations: str) -> str:
         """Why this connection's principal was refused (``denied``: what it may not do), and the two ways out."""

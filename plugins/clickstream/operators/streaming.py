@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,14 @@ from clickstream.hooks.kafka_topics import KafkaTopicsHook
 from clickstream.operators._templated import optional
 from clickstream.redis_layout import CONTROL_KEY
 from clickstream.schema import DEAD_LETTER_TOPIC, TOPIC
-from clickstream.spark.checkpoint import COUNTS_CHECKPOINT, stuck_batch
+from clickstream.spark.checkpoint import (
+    COUNTS_CHECKPOINT,
+    Origin,
+    read_origin,
+    resume_position,
+    stuck_batch,
+    write_origin,
+)
 from clickstream.spark_job import SparkJobHandle, missing_application
 from clickstream.triggers.streaming_job import (
     DIED,
@@ -32,8 +40,15 @@ from clickstream.triggers.streaming_job import (
 
 if TYPE_CHECKING:
     from clickstream.hooks.redis import ClickstreamRedisHook
+    from clickstream.kafka_topic_state import TopicState
 
 BOUNDED, LONG_RUNNING = "bounded", "long_running"
+# How long a launch waits for Redis to answer before it fails the task: a restart's worth.
+REDIS_WAIT_S = 60.0
+
+
+def _airflow_home() -> str:
+    return os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow"))
 
 
 def statsd_env() -> dict[str, str]:
@@ -69,16 +84,20 @@ class ClickstreamStreamingOperator(BaseOperator):
     :param topic: The topic to count. (templated) Default: ``"clickstream-events"``.
     :param dead_letter_topic: The topic invalid records go to, with their reason. (templated)
         Default: ``"clickstream-events-dlq"``.
-    :param checkpoint_dir: Where Kafka offsets and the query's id survive restarts; keep it across runs, since
-        a new checkpoint reads from ``starting_offsets`` and counts again. ``None`` means
-        ``$AIRFLOW_HOME/clickstream/checkpoint`` for ``clickstream-events`` and
-        ``$AIRFLOW_HOME/clickstream/checkpoint-<topic>`` for any other topic. (templated) Default: ``None``.
+    :param checkpoint_dir: Where Spark keeps the query's offsets and id between launches: a cache that makes a
+        restart quick, not the record of what was counted (Redis keeps that, per Kafka topic id and partition).
+        Before each launch the checkpoint is compared with the broker and with Redis: one written against
+        another Kafka cluster or another incarnation of the topic is set aside (renamed, never deleted), and a
+        job without a checkpoint starts where Redis's counts end. ``None`` means
+        ``$AIRFLOW_HOME/clickstream/checkpoints/<Kafka cluster id>/<topic>``, so each Kafka keeps its own.
+        (templated) Default: ``None``.
     :param watermark: How late an event may be and still count, as Spark's ``withWatermark`` takes it.
         (templated) Default: ``"2 minutes"``.
     :param trigger_interval: The micro-batch interval, as Spark's processing-time trigger takes it (not used
         in ``bounded`` mode). (templated) Default: ``"1 second"``.
-    :param starting_offsets: Where a new checkpoint starts reading: ``"earliest"``, ``"latest"`` or Spark's
-        per-partition JSON. Default: ``"earliest"``.
+    :param starting_offsets: Where a job starts reading a topic that Redis has counted nothing of (else it
+        starts where Redis's counts end): ``"earliest"``, ``"latest"`` or Spark's per-partition JSON.
+        Default: ``"earliest"``.
     :param max_offsets_per_trigger: The most Kafka offsets one micro-batch reads; ``None``, ``""`` or
         ``"None"`` means no limit. (templated) Default: ``None``.
     :param retention_minutes: How long Redis keeps windows, in minutes of event time before the newest window;
@@ -176,6 +195,8 @@ class ClickstreamStreamingOperator(BaseOperator):
         self.poll_interval_s = poll_interval_s
         self.stop_grace_s = stop_grace_s
         self._job: SparkJobHandle | None = None  # the job this process launched, for on_kill
+        self._checkpoint_path = ""  # where the job this process launched keeps its checkpoint
+        self.start_notes: list[str] = []  # what each launch found of the checkpoint and did, as logged
         self.conn_id = conn_id
         self.kafka_config_id = kafka_config_id
         self.redis_conn_id = redis_conn_id
@@ -186,26 +207,96 @@ class ClickstreamStreamingOperator(BaseOperator):
 
     # ------------------------------------------------------------------ launching
 
-    def _checkpoint(self) -> str:
-        """Where Kafka offsets and the query's id survive restarts. Keep it across runs: a new checkpoint is a
-        new query, which reads from its starting offsets and adds what it reads to Redis again."""
+    def _checkpoint(self, cluster_id: str) -> str:
+        """Where Spark keeps the query's offsets and id between launches, for the Kafka cluster ``cluster_id``."""
         if self.checkpoint_dir:
             return self.checkpoint_dir
-        airflow_home = os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow"))
-        # One checkpoint per topic: a checkpoint holds its topic's offsets, and Spark refuses to go on from one
-        # whose topic is gone ("Some data may have been lost"), so another topic must not inherit it.
-        name = "checkpoint" if self.topic == TOPIC else f"checkpoint-{self.topic}"
-        return os.path.join(airflow_home, "clickstream", name)
+        # One per Kafka cluster and topic: a checkpoint holds one cluster's offsets, and Spark refuses to go on from
+        # one whose offsets the broker does not hold ("Some data may have been lost"), so switching clusters and
+        # back resumes each where it was.
+        return os.path.join(_airflow_home(), "clickstream", "checkpoints", cluster_id, self.topic)
 
-    def application_args(self) -> list[str]:
+    def _legacy_checkpoint(self) -> str:
+        """The default before checkpoints were kept per Kafka cluster: one folder, whichever cluster wrote it."""
+        name = "checkpoint" if self.topic == TOPIC else f"checkpoint-{self.topic}"
+        return os.path.join(_airflow_home(), "clickstream", name)
+
+    def prepare_start(self) -> tuple[str, str]:
+        """Compare the checkpoint with the broker and with Redis, act on it, and return the checkpoint's path and
+        the starting offsets for the job (:func:`~clickstream.spark.resume.plan_start`). Fails the task at once,
+        saying what was found and what fixes it, when no start would count every event once."""
+        from clickstream.spark.resume import SET_ASIDE, CannotResume, plan_start
+
+        topic = KafkaTopicsHook(self.kafka_config_id).topic_state(self.topic)
+        counted = self._counted_offsets(topic)
+        checkpoint = self._checkpoint(topic.cluster_id)
+        if "://" in checkpoint and not checkpoint.startswith("file://"):
+            self.log.info("The checkpoint %s is not a local folder; not compared with Redis", checkpoint)
+            return checkpoint, plan_start(
+                checkpoint, topic, None, None, counted, self.starting_offsets
+            ).starting_offsets
+        local = checkpoint.removeprefix("file://")
+        if not self.checkpoint_dir:
+            self._adopt_legacy_checkpoint(local, topic)
+        query = os.path.join(local, COUNTS_CHECKPOINT)
+        try:
+            plan = plan_start(local, topic, read_origin(local), resume_position(query), counted, self.starting_offsets)
+        except CannotResume as impossible:
+            raise AirflowFailException(str(impossible)) from None
+        if plan.action == SET_ASIDE:
+            aside = f"{local}.set-aside-{time.strftime('%Y%m%dT%H%M%S')}"
+            os.rename(local, aside)
+            Path(aside, "set-aside.txt").write_text(plan.summary + "\n")
+            self._note(f"Streaming job: {plan.summary} (kept in {aside})", warning=True)
+        else:
+            self._note(f"Streaming job: {plan.summary}")
+        write_origin(local, Origin(topic.cluster_id, topic.topic, topic.topic_id))
+        return checkpoint, plan.starting_offsets
+
+    def _counted_offsets(self, topic: TopicState) -> dict[int, int]:
+        """What Redis has counted of ``topic``, waiting out a Redis that is briefly away (a restart): the job
+        itself would wait for it too, and without it no start can be chosen."""
+        from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError  # see _redis_hook
+
+        deadline = time.monotonic() + REDIS_WAIT_S
+        while True:
+            try:
+                return redis_layout.read_counted_offsets(self._redis_hook().get_conn(), topic.topic_id)
+            except (ConnectionError, TimeoutError) as exc:
+                if isinstance(exc, AuthenticationError) or time.monotonic() > deadline:  # a refused login stays so
+                    raise AirflowException(
+                        f"cannot read what Redis has counted of {topic.describe()} within {REDIS_WAIT_S:.0f}s "
+                        f"(connection {self.redis_conn_id!r}): {exc}"
+                    ) from exc
+                self.log.warning("Redis did not answer (%s); trying again", exc)
+                time.sleep(2)
+
+    def _adopt_legacy_checkpoint(self, checkpoint: str, topic: TopicState) -> None:
+        """Move the pre-cluster-id default checkpoint to ``checkpoint`` when it belongs to this cluster and topic."""
+        from clickstream.spark.resume import foreign_reason
+
+        legacy = self._legacy_checkpoint()
+        if os.path.exists(checkpoint) or not os.path.isdir(legacy):
+            return
+        query = os.path.join(legacy, COUNTS_CHECKPOINT)
+        if foreign_reason(topic, read_origin(legacy), resume_position(query)) is None:
+            os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
+            os.rename(legacy, checkpoint)
+            self._note(f"Moved the checkpoint {legacy}, written against {topic.describe()}, to {checkpoint}")
+
+    def _note(self, line: str, warning: bool = False) -> None:
+        self.start_notes.append(line)
+        (self.log.warning if warning else self.log.info)("%s", line)
+
+    def application_args(self, checkpoint: str, starting_offsets: str) -> list[str]:
         args = [
             "--bootstrap-servers", KafkaTopicsHook(self.kafka_config_id).bootstrap_servers(),
             "--topic", self.topic,
             "--dead-letter-topic", self.dead_letter_topic,
-            "--checkpoint-dir", self._checkpoint(),
+            "--checkpoint-dir", checkpoint,
             "--watermark", self.watermark,
             "--trigger", self.trigger_interval,
-            "--starting-offsets", self.starting_offsets,
+            "--starting-offsets", starting_offsets,
             "--retention-minutes", str(self.retention_minutes),
         ]  # fmt: skip
         if self.mode == BOUNDED:
@@ -233,13 +324,14 @@ class ClickstreamStreamingOperator(BaseOperator):
     def launch(self, context: Any, attempt: int) -> SparkJobHandle:
         from clickstream.hooks.spark_submit import DetachedSparkSubmitHook  # see _redis_hook
 
+        self._checkpoint_path, starting_offsets = self.prepare_start()
         hook = DetachedSparkSubmitHook(
             conn_id=self.conn_id,
             conf={**SPARK_CONF, **(self.conf or {})},
             jars=self.jars or None,
             driver_memory=self.driver_memory,
             name=f"clickstream-streaming-{self.task_id}",
-            application_args=self.application_args(),
+            application_args=self.application_args(self._checkpoint_path, starting_offsets),
             env_vars={
                 "REDIS_URL": self._redis_hook().url(),
                 **KafkaTopicsHook(self.kafka_config_id).spark_job_env(),
@@ -265,7 +357,7 @@ class ClickstreamStreamingOperator(BaseOperator):
                 poll_interval_s=self.poll_interval_s,
             ),
             method_name="execute_complete",
-            kwargs={"restarts": restarts, "failed_batches": failed_batches or []},
+            kwargs={"restarts": restarts, "failed_batches": failed_batches or [], "checkpoint": self._checkpoint_path},
         )
 
     def execute(self, context: Any) -> None:
@@ -304,7 +396,12 @@ class ClickstreamStreamingOperator(BaseOperator):
     # ------------------------------------------------------------------ resuming
 
     def execute_complete(
-        self, context: Any, event: dict[str, Any], restarts: int = 0, failed_batches: list[int] | None = None
+        self,
+        context: Any,
+        event: dict[str, Any],
+        restarts: int = 0,
+        failed_batches: list[int] | None = None,
+        checkpoint: str = "",
     ) -> dict[str, Any]:
         status, handle = event["status"], SparkJobHandle.from_dict(event["job"])
         if status != FINISHED and not handle.local:
@@ -331,7 +428,7 @@ class ClickstreamStreamingOperator(BaseOperator):
         why = (
             event.get("error") or f"{event.get('reason')}; the end of its log ({handle.log_path}):\n{handle.log_tail()}"
         )
-        stuck = stuck_batch(os.path.join(self._checkpoint(), COUNTS_CHECKPOINT))
+        stuck = stuck_batch(os.path.join(checkpoint.removeprefix("file://"), COUNTS_CHECKPOINT)) if checkpoint else None
         failed_batches = [*(failed_batches or []), *([stuck.batch_id] if stuck else [])]
         where = f" on {stuck.describe()}" if stuck else ""
         if len(failed_batches) > 1 and len(set(failed_batches)) == 1:

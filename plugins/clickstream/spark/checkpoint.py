@@ -97,3 +97,57 @@ def stuck_batch(query_checkpoint: str | Path) -> StuckBatch | None:
     previous = root / "offsets" / str(batch_id - 1)
     start = read_offsets(previous) if batch_id > 0 else None
     return StuckBatch(batch_id, start, end)
+
+
+def initial_offsets(query_checkpoint: str | Path) -> Offsets | None:
+    """The offsets the query's first batch started from (its Kafka source's initial offsets); None if unwritten."""
+    try:
+        lines = (Path(query_checkpoint) / KAFKA_INITIAL_OFFSETS).read_text().splitlines()
+    except OSError:
+        return None
+    return parse_offsets(lines, skip=1)
+
+
+def batch_start(query_checkpoint: str | Path, batch_id: int) -> Offsets | None:
+    """Where micro-batch ``batch_id`` starts: the end of the batch before it, or the initial offsets for batch 0."""
+    if batch_id == 0:
+        return initial_offsets(query_checkpoint)
+    return read_offsets(Path(query_checkpoint) / "offsets" / str(batch_id - 1))
+
+
+def resume_position(query_checkpoint: str | Path) -> Offsets | None:
+    """Where the query goes on from: the end of its last committed batch, or its initial offsets when it
+    committed none; None when it has read nothing (no checkpoint, or one Spark would start afresh)."""
+    root = Path(query_checkpoint)
+    committed = _batch_ids(root / "commits")
+    if committed:
+        return read_offsets(root / "offsets" / str(committed[-1]))
+    return initial_offsets(root)
+
+
+# Beside the query's folder: which Kafka cluster and which incarnation of the topic the checkpoint was written
+# against. Spark's own offsets name the topic only.
+ORIGIN_FILE = "kafka-origin.json"
+
+
+@dataclass(frozen=True)
+class Origin:
+    cluster_id: str
+    topic: str
+    topic_id: str
+
+
+def read_origin(checkpoint: str | Path) -> Origin | None:
+    try:
+        data = json.loads((Path(checkpoint) / ORIGIN_FILE).read_text())
+        return Origin(str(data["cluster_id"]), str(data["topic"]), str(data["topic_id"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_origin(checkpoint: str | Path, origin: Origin) -> None:
+    root = Path(checkpoint)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{ORIGIN_FILE}.tmp"
+    tmp.write_text(json.dumps({"cluster_id": origin.cluster_id, "topic": origin.topic, "topic_id": origin.topic_id}))
+    tmp.replace(root / ORIGIN_FILE)

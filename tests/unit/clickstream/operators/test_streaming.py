@@ -12,13 +12,18 @@ def operator(**kwargs) -> ClickstreamStreamingOperator:
     return ClickstreamStreamingOperator(task_id="stream_clicks", application="clickstream_streaming.py", **kwargs)
 
 
-def test_each_topic_gets_its_own_default_checkpoint(monkeypatch, tmp_path):
-    """A checkpoint holds one topic's offsets; a run on another topic must not try to go on from it."""
+def test_each_kafka_cluster_and_topic_gets_its_own_default_checkpoint(monkeypatch, tmp_path):
+    """A checkpoint holds one cluster's offsets of one topic: a run on another topic or another Kafka (the cluster
+    topology) must not go on from it, and switching back must find its own again."""
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    assert operator()._checkpoint() == str(tmp_path / "clickstream" / "checkpoint")
-    assert operator(topic="events-a")._checkpoint() == str(tmp_path / "clickstream" / "checkpoint-events-a")
-    assert operator(topic="events-a")._checkpoint() != operator(topic="events-b")._checkpoint()
-    assert operator(topic="events-a", checkpoint_dir="/data/ckpt")._checkpoint() == "/data/ckpt"
+    checkpoints = tmp_path / "clickstream" / "checkpoints"
+    assert operator()._checkpoint("cluster-A") == str(checkpoints / "cluster-A" / "clickstream-events")
+    assert operator()._checkpoint("cluster-B") == str(checkpoints / "cluster-B" / "clickstream-events")
+    assert operator(topic="events-a")._checkpoint("cluster-A") == str(checkpoints / "cluster-A" / "events-a")
+    assert operator(topic="events-a", checkpoint_dir="/data/ckpt")._checkpoint("cluster-A") == "/data/ckpt"
+    # Where one folder served every cluster before: moved to its cluster's path when it belongs to it.
+    assert operator()._legacy_checkpoint() == str(tmp_path / "clickstream" / "checkpoint")
+    assert operator(topic="events-a")._legacy_checkpoint() == str(tmp_path / "clickstream" / "checkpoint-events-a")
 
 
 def test_a_task_killed_while_it_launches_stops_the_job_it_launched():

@@ -47,3 +47,26 @@ def test_no_checkpoint_says_nothing(tmp_path):
 def test_a_kafka_sources_initial_offsets_file_reads_too():
     # Spark's Kafka source writes a zero byte, a version line, then the offsets.
     assert parse_offsets(["\x00v1", '{"events":{"0":0,"1":7}}'], skip=1) == {"events": {"0": 0, "1": 7}}
+
+
+def test_a_query_resumes_from_its_last_committed_batch_or_its_initial_offsets(tmp_path):
+    from clickstream.spark.checkpoint import resume_position
+
+    assert resume_position(tmp_path) is None  # nothing read yet
+    (tmp_path / "sources" / "0").mkdir(parents=True)
+    (tmp_path / "sources" / "0" / "0").write_text('v1\n{"events":{"0":300,"1":0}}')
+    assert resume_position(tmp_path) == {"events": {"0": 300, "1": 0}}
+    offsets_file(tmp_path, 0, {"events": {"0": 500, "1": 480}})
+    commit_file(tmp_path, 0)
+    offsets_file(tmp_path, 1, {"events": {"0": 1000, "1": 480}})  # planned, not committed: replayed from 0's end
+    assert resume_position(tmp_path) == {"events": {"0": 500, "1": 480}}
+
+
+def test_the_origin_file_round_trips_and_a_broken_one_reads_as_none(tmp_path):
+    from clickstream.spark.checkpoint import ORIGIN_FILE, Origin, read_origin, write_origin
+
+    assert read_origin(tmp_path / "none") is None
+    write_origin(tmp_path / "ckpt", Origin("cluster-A", "events", "id-1"))
+    assert read_origin(tmp_path / "ckpt") == Origin("cluster-A", "events", "id-1")
+    (tmp_path / "ckpt" / ORIGIN_FILE).write_text("{not json")
+    assert read_origin(tmp_path / "ckpt") is None
