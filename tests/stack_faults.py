@@ -138,7 +138,8 @@ class FaultedStack:
         self.stack = stack
         # The producer CLI logs in as the stack's producer principal, through kafka_default as `make up` sets it.
         self.env = {**stack.env, **stack.kafka().airflow_connections()}
-        self.checkpoint = stack.state / "airflow" / "clickstream" / "checkpoint"
+        # Every Kafka cluster's checkpoints: a driver on any of them counts into the same Redis.
+        self.checkpoint = stack.state / "airflow" / "clickstream" / "checkpoints"
         self.client = stack.redis("admin")
         self.truth: Counter = all_counts(self.client)
         self.table: list[dict] = []

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import spark_jobs
-from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from airflow.sdk.execution_time.context import VariableAccessor
 from mail_sink import mail_sink, wait_for_mail
+from streaming_tasks import first_event, handle_of, kill_after_batch, wait_for_batch
 
 from clickstream import redis_layout
 from clickstream.notifications.task_failure import task_failure_email
-from clickstream.operators.streaming import ClickstreamStreamingOperator
-from clickstream.spark_job import SparkJobHandle
 from clickstream.traffic import TrafficConfig, ground_truth
 from devstack.monitoring import MonitoringPorts, StatsdExporter
 from devstack.paths import DEPS
@@ -29,50 +27,6 @@ from devstack.processes import running
 pytestmark = pytest.mark.integration
 
 JARS = ",".join(sorted(str(p) for p in spark_jobs.JARS_DIR.glob("*.jar")))
-
-
-def first_event(deferred: TaskDeferred, timeout: float = 240) -> dict:
-    async def run() -> dict:
-        async for event in deferred.trigger.run():
-            return event.payload
-        raise AssertionError("the trigger ended without an event")
-
-    return asyncio.run(asyncio.wait_for(run(), timeout))
-
-
-def handle_of(deferred: TaskDeferred) -> SparkJobHandle:
-    return SparkJobHandle.from_dict(deferred.trigger.job)
-
-
-def wait_for_batch(redis_client, handle: SparkJobHandle, batch_id: int, timeout: float = 180) -> None:
-    """Until this launch's counts query has committed ``batch_id``."""
-    key = redis_layout.progress_key(redis_layout.COUNTS_QUERY)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        progress = {k.decode(): v.decode() for k, v in redis_client.hgetall(key).items()}
-        if int(progress.get("started_ms", 0)) >= handle.launched_ms and int(progress.get("batch_id", -1)) >= batch_id:
-            return
-        assert handle.process().alive, Path(handle.log_path).read_text()[-3000:]
-        time.sleep(0.2)
-    raise AssertionError(f"no batch {batch_id} within {timeout}s")
-
-
-@pytest.fixture
-def operators(airflow_env):
-    """Builds operators and kills whatever job they left running."""
-    made: list[ClickstreamStreamingOperator] = []
-    handles: list[SparkJobHandle] = []
-
-    def make(**kwargs) -> ClickstreamStreamingOperator:
-        kwargs.setdefault("kafka_config_id", "kafka_streaming")  # the job's own principal, as in the DAGs
-        op = ClickstreamStreamingOperator(task_id="stream_clicks", **kwargs)
-        made.append(op)
-        return op
-
-    make.handles = handles  # type: ignore[attr-defined]
-    yield make
-    for handle in handles:
-        handle.kill()
 
 
 def test_a_killed_and_a_stalled_job_are_restarted_from_the_checkpoint_and_count_exactly_once(
@@ -96,18 +50,10 @@ def test_a_killed_and_a_stalled_job_are_restarted_from_the_checkpoint_and_count_
         jars=JARS,
     )
     context = {"run_id": "manual__test"}
-
-    with pytest.raises(TaskDeferred) as first:
-        op.execute(context)
-    job = handle_of(first.value)
-    operators.handles.append(job)
-    wait_for_batch(redis_client, job, 2)
-    os.killpg(job.pid, signal.SIGKILL)
-    died = first_event(first.value)
-    assert died["status"] == "died", died
+    first, died = kill_after_batch(op, context, operators.handles, redis_client, 2)
 
     with pytest.raises(TaskDeferred) as second:
-        op.execute_complete(context, died, **first.value.kwargs)
+        op.execute_complete(context, died, **first.kwargs)
     assert second.value.kwargs["restarts"] == 1
     assert second.value.kwargs["failed_batches"][0] >= 3  # killed after batch 2 committed
     job = handle_of(second.value)
@@ -193,15 +139,66 @@ def scraped(url: str, metric: str) -> float | None:
     return values[0] if values else None
 
 
+def test_events_deleted_before_they_were_counted_fail_the_task_at_once_with_the_command_that_fixes_it(
+    kafka_broker, topic_factory, redis_client, operators, tmp_path
+):
+    """Kafka deleted records the checkpoint had not read yet (retention ran ahead of a stopped job): no launch
+    can count them, so none is made; the task fails saying what is lost, and the fix it names works."""
+    import shutil
+
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+    from streaming_tasks import run_bounded
+
+    from clickstream.kafka_topic_state import read_topic_state
+
+    topic = topic_factory("op-lost", partitions=1)
+    first, second = (TrafficConfig(seed=seed, start_ms=1_765_000_000_000) for seed in (21, 22))
+    spark_jobs.produce(kafka_broker.client_config("producer"), topic, first, 500)
+    checkpoint = tmp_path / "checkpoint"
+    settings = {
+        "application": str(spark_jobs.STREAMING_APP),
+        "topic": topic,
+        "checkpoint_dir": str(checkpoint),
+        "log_dir": str(tmp_path / "logs"),
+        "watermark": "1 hour",
+        "poll_interval_s": 0.5,
+        "jars": JARS,
+    }
+    context = {"run_id": "manual__lost"}
+    run_bounded(operators(**settings), context, operators.handles)  # offsets 0-499
+    spark_jobs.produce(kafka_broker.client_config("producer"), topic, second, 500)
+    admin = AdminClient(kafka_broker.client_config("ops"))
+    for future in admin.delete_records([TopicPartition(topic, 0, 750)]).values():
+        future.result(30)  # offsets 500-749 are gone before the job read them
+
+    launched = len(operators.handles)
+    with pytest.raises(AirflowFailException) as failure:
+        operators(**settings).execute(context)
+    assert len(operators.handles) == launched  # no job was launched
+    message = str(failure.value)
+    print(f"\nthe task's failure: {message}")
+    topic_id = read_topic_state(admin, topic).topic_id
+    assert f"goes on from offsets 0:500 of topic {topic} (id {topic_id})" in message
+    assert "Kafka holds them only from 0:750 (deleted by retention before they were counted)" in message
+    fix = f"redis-cli --user writer HSET clickstream:offsets:{topic_id} 0 750"
+    assert f"mv {checkpoint} {checkpoint}.lost" in message and fix in message
+
+    shutil.move(checkpoint, f"{checkpoint}.lost")  # the fix, as the message gives it
+    redis_client.hset(f"clickstream:offsets:{topic_id}", "0", 750)
+    run_bounded(operators(**settings), context, operators.handles)
+    kept = Counter(ground_truth(first, 500).window_counts)
+    kept.update(ground_truth(second, 500).window_counts)
+    kept.subtract(ground_truth(second, 250).window_counts)  # the second burst's first 250 were deleted
+    assert spark_jobs.redis_counts(redis_client) == {cell: n for cell, n in kept.items() if n}
+
+
 def test_a_batch_that_fails_after_every_restart_fails_the_task_naming_it_counts_the_restarts_and_emails(
     kafka_broker, topic_factory, redis_client, operators, statsd_exporter, airflow_env, monkeypatch, tmp_path
 ):
-    """Kafka deleted records the checkpoint had not read yet (retention ran ahead of a stopped job): the
-    next micro-batch fails on every launch, and restarting cannot help."""
-    from confluent_kafka import TopicPartition
-    from confluent_kafka.admin import AdminClient
-
-    topic = topic_factory("op-lost", partitions=1)
+    """Redis refuses the job's script (its user lost the right): the next micro-batch fails on every launch,
+    and restarting cannot help."""
+    topic = topic_factory("op-refused", partitions=1)
     spark_jobs.produce(
         kafka_broker.client_config("producer"), topic, TrafficConfig(seed=21, start_ms=1_765_000_000_000), 500
     )
@@ -214,7 +211,7 @@ def test_a_batch_that_fails_after_every_restart_fails_the_task_naming_it_counts_
         "max_restarts": 1,
         "jars": JARS,
     }
-    context = {"run_id": "manual__lost"}
+    context = {"run_id": "manual__refused"}
     op = operators(**settings)
     with pytest.raises(TaskDeferred) as first:
         op.execute(context)
@@ -225,37 +222,35 @@ def test_a_batch_that_fails_after_every_restart_fails_the_task_naming_it_counts_
     spark_jobs.produce(
         kafka_broker.client_config("producer"), topic, TrafficConfig(seed=22, start_ms=1_765_000_000_000), 500
     )
-    admin = AdminClient(kafka_broker.client_config("ops"))
-    for future in admin.delete_records([TopicPartition(topic, 0, 750)]).values():
-        future.result(30)  # offsets 500-749 are gone before the job read them
-
-    op = operators(**settings)
-    with pytest.raises(TaskDeferred) as second:
-        op.execute(context)
-    operators.handles.append(handle_of(second.value))
-    failed = first_event(second.value)
-    assert failed["status"] in ("failed", "died"), failed
-    with pytest.raises(TaskDeferred) as third:
-        op.execute_complete(context, failed, **second.value.kwargs)
-    operators.handles.append(handle_of(third.value))
-    failed_again = first_event(third.value)
-    with pytest.raises(AirflowException) as failure:
-        op.execute_complete(context, failed_again, **third.value.kwargs)
+    redis_client.execute_command("ACL", "SETUSER", "writer", "-eval")
+    try:
+        op = operators(**settings)
+        with pytest.raises(TaskDeferred) as second:
+            op.execute(context)
+        operators.handles.append(handle_of(second.value))
+        failed = first_event(second.value)
+        assert failed["status"] in ("failed", "died"), failed
+        with pytest.raises(TaskDeferred) as third:
+            op.execute_complete(context, failed, **second.value.kwargs)
+        operators.handles.append(handle_of(third.value))
+        failed_again = first_event(third.value)
+        with pytest.raises(AirflowException) as failure:
+            op.execute_complete(context, failed_again, **third.value.kwargs)
+    finally:
+        redis_client.execute_command("ACL", "SETUSER", "writer", "+eval")
 
     message = str(failure.value)
     print(f"\nthe task's failure: {message[:1500]}")
-    assert f"after 1 restart(s) (max_restarts=1) on micro-batch 1 ({topic}[0] " in message
+    assert f"after 1 restart(s) (max_restarts=1) on micro-batch 1 ({topic}[0] offsets 500-999)" in message
     assert "where each of its 2 launches failed" in message
-    # The root cause comes first, before py4j's wrapping; Spark's own words for what happened follow.
-    assert "OffsetOutOfRangeException: Fetch position FetchPosition{offset=500" in message.splitlines()[0]
-    assert "Some data may have been lost because they are not available in Kafka any more" in message
+    assert "NoPermissionError: this user has no permissions to run the 'eval' command" in message.splitlines()[0]
     assert scraped(statsd_exporter, "clickstream_streaming_restarts_total") == 1
 
     # What the DAGs' on_failure_callback makes of this failure, through smtp_default to a real SMTP sink.
     with mail_sink(tmp_path, airflow_env) as (env, maildir):
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", env["AIRFLOW_CONN_SMTP_DEFAULT"])
         monkeypatch.setenv("AIRFLOW_VAR_CLICKSTREAM_SLA_EMAIL_TO", env["AIRFLOW_VAR_CLICKSTREAM_SLA_EMAIL_TO"])
-        ti = SimpleNamespace(dag_id="clickstream_streaming", task_id="stream_clicks", run_id="manual__lost",
+        ti = SimpleNamespace(dag_id="clickstream_streaming", task_id="stream_clicks", run_id="manual__refused",
                              try_number=3, log_url="http://localhost:8080/dags/clickstream_streaming/runs")  # fmt: skip
         task_failure_email()({"ti": ti, "exception": failure.value, "var": {"value": VariableAccessor(False)}})
         messages = wait_for_mail(maildir)
@@ -263,10 +258,10 @@ def test_a_batch_that_fails_after_every_restart_fails_the_task_naming_it_counts_
     mail = messages[0]
     body = mail.get_body(preferencelist=("html",)).get_content()
     print(f"the email: {mail['Subject']} to {mail['To']}\n{body[:1500]}")
-    assert mail["Subject"] == "[Airflow] clickstream_streaming.stream_clicks failed in run manual__lost"
+    assert mail["Subject"] == "[Airflow] clickstream_streaming.stream_clicks failed in run manual__refused"
     assert mail["To"] == "on-call@clickstream.local"
     assert f"on micro-batch 1 ({topic}[0] " in body
-    assert "OffsetOutOfRangeException" in body
+    assert "NoPermissionError: this user has no permissions to run the" in body
 
 
 def test_a_long_running_job_stops_cleanly_when_asked(kafka_broker, topic_factory, redis_client, operators, tmp_path):
