@@ -266,6 +266,63 @@ def batch(broker, redis_server: RedisServer, workdir: Path, topic: str) -> dict:
     return {"events": data["events_read"], "events_per_s": data["events_per_s"], "seconds": data["seconds"]}
 
 
+def fence_cost(redis_server: RedisServer, rounds: int = 2000) -> dict:
+    """What recording the Kafka offsets counted costs each micro-batch: the sink's script with and without the
+    offsets fence, on the same Redis, for a batch as a 1 s trigger at 1,000 events/s gives (120 cells in 2
+    windows, their users, 2 partitions, 2 dead-letter reasons), alternated in blocks so that both see the same
+    machine. Redis's own time per script (``INFO commandstats``) and the round trip as the sink sees it, with
+    its commit read (one HMGET, or HMGET and the offsets' HGETALL in one pipeline)."""
+    from clickstream.traffic import DEFAULT_SITE_MAP
+
+    client = redis_server.client("admin")
+    writer = redis_server.client("writer")
+    client.flushdb()
+    now = window_start_ms(int(time.time() * 1000))
+    windows = (now - 60_000, now)
+    views = [(page, w, 1 + i % 17) for w in windows for i, page in enumerate(DEFAULT_SITE_MAP[:60])]
+    client.pfadd("bench:users", *(f"u{n}" for n in range(400)))
+    client.execute_command("PFDEBUG", "TODENSE", "bench:users")  # as the Spark tally sends them
+    users = {w: client.get("bench:users") for w in windows}
+    client.delete("bench:users")
+    dead = {now: {"not_json": 3, "bad_page": 1}}
+    fence_key = redis_layout.offsets_key("bench-topic-id")
+    figures: dict[str, dict[str, list[float]]] = {"without": {"redis_us": [], "round_trip_us": []},
+                                                  "with": {"redis_us": [], "round_trip_us": []}}  # fmt: skip
+    batch_id, offset = 0, 0
+    for block in range(10):
+        for variant in ("without", "with") if block % 2 == 0 else ("with", "without"):
+            key = redis_layout.commit_key(f"bench-{variant}")
+            client.config_resetstat()
+            started = time.perf_counter()
+            for _ in range(rounds // 10):
+                batch_id += 1
+                offsets = None
+                if variant == "with":
+                    offsets = redis_layout.BatchOffsets(fence_key, "events", {0: (offset, offset + 500),
+                                                                              1: (offset, offset + 500)})  # fmt: skip
+                    offset += 500
+                commit = redis_layout.read_commit(writer, key, fence_key if variant == "with" else None)
+                redis_layout.apply_batch(writer, key, batch_id, commit.watermark_ms, views, users,
+                                         after=commit.batch_id, dead_letters=dead, offsets=offsets)  # fmt: skip
+            elapsed = time.perf_counter() - started
+            stats = client.info("commandstats")["cmdstat_eval"]
+            figures[variant]["redis_us"].append(stats["usec_per_call"])
+            figures[variant]["round_trip_us"].append(elapsed / (rounds // 10) * 1e6)
+    out = {variant: {name: statistics.median(values) for name, values in f.items()} for variant, f in figures.items()}
+    out["cells"], out["rounds"] = len(views), rounds
+    return out
+
+
+def print_fence_cost(cost: dict) -> None:
+    print()
+    print(f"Cost of the offsets fence per micro-batch ({cost['cells']} cells, 2 windows of users, 2 partitions; "
+          f"{cost['rounds']:,} batches, medians of 5 blocks each)")  # fmt: skip
+    print(f"{'':<60} {'without':>12} {'with':>12} {'ratio':>8}")
+    for name, label in (("redis_us", "Redis time per script, us"), ("round_trip_us", "commit read + script, us")):
+        without, with_fence = cost["without"][name], cost["with"][name]
+        print(f"{label:<60} {without:>12,.0f} {with_fence:>12,.0f} {with_fence / without:>8.2f}")
+
+
 def run(
     events: int = 120_000_000, sustain_s: float = 180.0, latency_s: float = 60.0, compare_plaintext: bool = True
 ) -> dict:
@@ -312,6 +369,8 @@ def measure(workdir: Path, events: int, sustain_s: float, latency_s: float, comp
         lat = latency(broker, redis_server, workdir, "live", "dlq", latency_s)
         print("[bench] streaming: batch application over the same backlog", flush=True)
         bat = batch(broker, redis_server, workdir, "backlog")
+        print("[bench] streaming: the offsets fence's cost per micro-batch", flush=True)
+        fence = fence_cost(redis_server)
     ratio = sus["events_per_s"] / bat["events_per_s"]
 
     def verdict(ok: bool) -> str:
@@ -358,7 +417,23 @@ def measure(workdir: Path, events: int, sustain_s: float, latency_s: float, comp
             label = f"{label} ({figures['seconds']:.0f} s, {figures['batches']} batches)"
             print(f"{label:<60} {figures['events_per_s']:>12,.0f}")
         print(f"{'SASL / PLAINTEXT':<60} {cost['ratio']:>12.2f}")
-    return {"sustained": sus, "latency": lat, "batch": bat, "ratio": ratio, "sasl_cost": cost, "missed": missed}
+    print_fence_cost(fence)
+    return {"sustained": sus, "latency": lat, "batch": bat, "ratio": ratio, "sasl_cost": cost, "missed": missed,
+            "offsets_fence": fence}  # fmt: skip
+
+
+def fence_only() -> dict:
+    """Only the offsets fence's cost (seconds, no Kafka or Spark): ``--fence-only``."""
+    workdir = Path(tempfile.mkdtemp(prefix="clickstream-bench-fence-"))
+    try:
+        redis_server = RedisServer(workdir / "redis", free_port(), persistent=False)
+        redis_server.prepare()
+        with running("redis", redis_server.command(), redis_server.healthy, workdir / "redis.log"):
+            cost = fence_cost(redis_server)
+        print_fence_cost(cost)
+        return {"offsets_fence": cost, "missed": []}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
@@ -372,5 +447,7 @@ if __name__ == "__main__":
         default=True,
         help="repeat the sustained run over a PLAINTEXT listener: what SASL/SCRAM costs",
     )
+    parser.add_argument("--fence-only", action="store_true", help="only the offsets fence's cost per micro-batch")
     args = parser.parse_args()
-    exit_if_missed(run(args.events, args.sustain_s, args.latency_s, args.compare_plaintext))
+    exit_if_missed(fence_only() if args.fence_only else run(args.events, args.sustain_s, args.latency_s,
+                                                              args.compare_plaintext))  # fmt: skip
