@@ -68,6 +68,7 @@ MODULE_SECONDS = {
     "tests/integration/test_running_stack.py": 900,
     "tests/integration/clickstream/operators/test_streaming.py": 580,
     "tests/integration/clickstream/spark/test_streaming_job.py": 510,
+    "tests/integration/clickstream/operators/test_streaming_state.py": 330,
     "tests/dags/test_clickstream_pipeline.py": 270,
     "tests/integration/clickstream/spark/test_hostile_records.py": 215,
     "tests/integration/test_local_stack.py": 205,
