@@ -37,16 +37,17 @@ MAX_PRODUCER_S = 1800
 AFTER_FAULT_S = 10.0  # the producer sends on this long after a fault is over, then is stopped
 
 
-def drivers(checkpoint: Path) -> list[psutil.Process]:
-    """One process per streaming job running on ``checkpoint``: its process group's leader.
+def drivers(checkpoints: Path) -> list[psutil.Process]:
+    """One process per streaming job running on a checkpoint under ``checkpoints``: its process group's leader.
 
     A job is a process group (spark-submit is started in a session of its own), whose members (the
     spark-class script, the launcher JVM, the driver JVM, its Python) all name the checkpoint.
     """
     groups: dict[int, psutil.Process] = {}
+    under = f"{checkpoints}{os.sep}"
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if str(checkpoint) in cmdline and any("SparkSubmit" in part for part in cmdline):
+        if any(part.startswith(under) for part in cmdline) and any("SparkSubmit" in part for part in cmdline):
             with contextlib.suppress(psutil.Error, ProcessLookupError):
                 groups.setdefault(os.getpgid(proc.pid), proc)
     return [psutil.Process(pgid) if psutil.pid_exists(pgid) else proc for pgid, proc in groups.items()]
